@@ -1,0 +1,1 @@
+"""Command-line tools: `python -m nanochat_core.cli.<tool> --help`."""
