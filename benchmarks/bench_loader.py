@@ -1,0 +1,91 @@
+"""Loader throughput: tokens/s of pretraining_loader (tokenize + best-fit pack) vs training's need.
+
+    python benchmarks/bench_loader.py [--train-tokens-per-sec 3000] [--seconds 10]
+
+Text: the public web text in ../shared/data/webtext when present (real documents), else
+generated text. A tokenizer (vocab 4096) is trained on it in the script; shards (row groups of
+1024 docs) go to a temporary folder. The loader loops over the epochs, so a small corpus still
+measures steady state: every epoch re-reads and re-tokenizes, as the real loader does.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nanochat_core.data.loader import pretraining_loader
+from nanochat_core.tokenizer import Tokenizer
+
+WEBTEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "webtext" / "llama-factory" / "data"
+
+
+def load_texts(min_docs: int) -> tuple[list[str], str]:
+    texts: list[str] = []
+    if (WEBTEXT / "c4_demo.jsonl").is_file():
+        texts += [json.loads(line)["text"] for line in (WEBTEXT / "c4_demo.jsonl").open()]
+        texts += [line.strip() for line in (WEBTEXT / "wiki_demo.txt").open() if line.strip()]
+        source = f"webtext ({WEBTEXT})"
+    else:
+        rng = random.Random(0)
+        words = [("".join(rng.choice("etaoinshrdlucmfwyp") for _ in range(rng.randint(1, 9)))) for _ in range(5000)]
+        texts = [" ".join(rng.choice(words) for _ in range(int(rng.expovariate(1 / 400)) + 5)) + "."
+                 for _ in range(min_docs)]
+        source = "generated"
+    # Repeat to fill several row groups, shuffled so each row group mixes short and long docs.
+    rng = random.Random(42)
+    out = [t for _ in range(max(1, min_docs // len(texts) + 1)) for t in texts]
+    rng.shuffle(out)
+    return out, source
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--train-tokens-per-sec", type=float, default=3000.0, help="training consumption to compare with")
+    ap.add_argument("--seconds", type=float, default=10.0, help="measurement time after warm-up")
+    ap.add_argument("-B", type=int, default=8)
+    ap.add_argument("-T", type=int, default=512)
+    ap.add_argument("--vocab-size", type=int, default=4096)
+    ap.add_argument("--tokenizer-threads", type=int, default=4)
+    args = ap.parse_args()
+
+    texts, source = load_texts(min_docs=6000)
+    t0 = time.perf_counter()
+    tok = Tokenizer.train_from_iterator(texts[:2000], vocab_size=args.vocab_size)
+    print(f"text: {source}, {len(texts)} docs, {sum(map(len, texts)) / 1e6:.1f}M chars; "
+          f"tokenizer (vocab {args.vocab_size}) trained in {time.perf_counter() - t0:.1f}s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        half = len(texts) // 2  # two shards: train = the first, val = the last
+        for i, part in enumerate((texts[:half], texts[half:])):
+            pq.write_table(pa.table({"text": part}), Path(tmp) / f"shard_{i:05d}.parquet",
+                           row_group_size=1024, compression="zstd", compression_level=3)
+
+        # Tokenizer alone on the same docs: the ceiling the loader's packing overhead is judged by.
+        t0 = time.perf_counter()
+        n_tok = sum(map(len, tok.encode(texts[:half], num_threads=args.tokenizer_threads)))
+        enc_rate = n_tok / (time.perf_counter() - t0)
+
+        loader = pretraining_loader(tok, args.B, args.T, "train", data_dir=tmp, tokenizer_threads=args.tokenizer_threads)
+        for _ in range(5):  # warm-up: fills the 1000-document buffer
+            next(loader)
+        batches, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < args.seconds:
+            _, _, state = next(loader)
+            batches += 1
+        elapsed = time.perf_counter() - t0
+    rate = batches * args.B * args.T / elapsed
+    print(f"tokenizer alone: {enc_rate:,.0f} tokens/s (encode_ordinary_batch, {args.tokenizer_threads} threads)")
+    print(f"loader: {rate:,.0f} tokens/s ({batches} batches of {args.B}x{args.T} in {elapsed:.1f}s, "
+          f"epoch reached {state['epoch']}, state {len(json.dumps(state))} bytes as JSON)")
+    print(f"ratio vs training at {args.train_tokens_per_sec:,.0f} tokens/s: {rate / args.train_tokens_per_sec:,.1f}x "
+          f"(goal >= 10x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Raw corpus: sources, shuffled parquet shards, manifest, Hub upload, and shard reading helpers."""

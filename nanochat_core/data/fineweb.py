@@ -1,0 +1,82 @@
+"""FineWeb-Edu (the corpus nanochat trains on) from the Hugging Face Hub, via huggingface_hub.
+
+The dataset and revision are pinned so a given --num-files always means the same documents.
+Files land in huggingface_hub's cache (or --download-dir); hf_hub_download resumes partial
+downloads and skips complete ones, so an interrupted download continues where it stopped.
+HF_ENDPOINT (read at call time, not at import) points everything at another Hub, e.g. the test
+server on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nanochat_core.data.sources import Source, SourceError, iter_file_documents
+
+FINEWEB_REPO = "HuggingFaceFW/fineweb-edu"
+FINEWEB_SUBSET = "sample/100BT"  # nanochat's `sample-100BT` config
+# A commit of HuggingFaceFW/fineweb-edu (pinned: the main branch is re-written from time to time).
+FINEWEB_REVISION = "3c452cb1c31a957685cf2699bfd051afacd37422"
+
+
+def _hub_settings() -> tuple[str | None, str | None]:
+    return os.environ.get("HF_ENDPOINT") or None, os.environ.get("HF_TOKEN") or None
+
+
+def list_fineweb_files(revision: str = FINEWEB_REVISION, subset: str = FINEWEB_SUBSET) -> list[str]:
+    """Sorted repo paths of the subset's parquet files at `revision` (one Hub API call)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    endpoint, token = _hub_settings()
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        entries = api.list_repo_tree(FINEWEB_REPO, path_in_repo=subset, revision=revision, repo_type="dataset")
+        paths = sorted(e.path for e in entries if e.path.endswith(".parquet"))
+    except HfHubHTTPError as e:
+        raise SourceError(f"cannot list {FINEWEB_REPO}/{subset} at revision {revision}: {e}") from e
+    if not paths:
+        raise SourceError(f"{FINEWEB_REPO}/{subset} at revision {revision} holds no parquet files")
+    return paths
+
+
+def download_fineweb(
+    num_files: int = 1,
+    revision: str = FINEWEB_REVISION,
+    subset: str = FINEWEB_SUBSET,
+    download_dir: Path | None = None,
+) -> list[Path]:
+    """Download the first `num_files` parquet files (-1: all), resuming partial ones."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+    from tqdm.auto import tqdm
+
+    paths = list_fineweb_files(revision, subset)
+    if num_files >= 0:
+        paths = paths[:num_files]
+    endpoint, token = _hub_settings()
+    local: list[Path] = []
+    for repo_path in tqdm(paths, desc="fineweb-edu files", unit="file"):
+        try:
+            local.append(Path(hf_hub_download(
+                FINEWEB_REPO, repo_path, repo_type="dataset", revision=revision, endpoint=endpoint, token=token,
+                local_dir=download_dir,  # None: the huggingface_hub cache
+            )))
+        except HfHubHTTPError as e:
+            raise SourceError(f"download of {FINEWEB_REPO}/{repo_path} failed: {e}") from e
+    return local
+
+
+def fineweb_source(
+    num_files: int = 1,
+    revision: str = FINEWEB_REVISION,
+    subset: str = FINEWEB_SUBSET,
+    download_dir: Path | None = None,
+) -> Source:
+    """Downloads first (so the repackaging pass reads local files), then streams their `text` column."""
+    files = download_fineweb(num_files, revision, subset, download_dir)
+    return Source(
+        description={"kind": "fineweb-edu", "repo": FINEWEB_REPO, "subset": subset, "revision": revision,
+                     "files": [f.name for f in files]},
+        documents=lambda: iter_file_documents(files, "text"),
+    )
