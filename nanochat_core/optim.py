@@ -1,0 +1,254 @@
+"""MuonAdamW: AdamW for embeddings, lm_head and scalars; Muon (Polar Express + NorMuon + cautious decay) for
+every matrix inside the blocks. DistMuonAdamW: the same update, with gradients averaged inside step() and
+optimizer state sharded across ranks (each parameter has one owner rank). Facts §3.
+
+Param groups carry kind="adamw" (lr, betas, eps, weight_decay) or kind="muon" (lr, momentum, ns_steps, beta2,
+weight_decay). Every group records "initial_lr" so schedules can set group["lr"] = group["initial_lr"] * lrm.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from nanochat_core import device as devmod
+
+# Polar Express quintic coefficients (a, b, c), one triple per iteration.
+POLAR_EXPRESS_COEFFS = [
+    (8.1566, -22.4833, 15.8788),
+    (4.0429, -2.8089, 0.5000),
+    (3.8917, -2.7725, 0.5061),
+    (3.2858, -2.3681, 0.4645),
+    (2.3465, -1.7098, 0.4232),
+]
+
+
+def polar_express(G: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Approximately orthogonalise the last two dims of G (batched), computing in `dtype`.
+
+    The Gram matrix is taken on the short side (X^T X for tall, X X^T for wide) so its cost stays small."""
+    X = G.to(dtype)
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) * 1.01 + 1e-6)  # spectral norm <= Frobenius norm < 1
+    tall = X.size(-2) > X.size(-1)
+    for a, b, c in POLAR_EXPRESS_COEFFS[:steps]:
+        if tall:
+            A = X.mT @ X
+            X = a * X + X @ (b * A + c * (A @ A))
+        else:
+            A = X @ X.mT
+            X = a * X + (b * A + c * (A @ A)) @ X
+    return X
+
+
+def adamw_update_(p, grad, exp_avg, exp_avg_sq, step: int, lr: float, beta1: float, beta2: float, eps: float,
+                  wd: float) -> None:
+    """One AdamW step in fp32: decoupled decay p *= 1 - lr*wd, bias-corrected moments."""
+    g = grad.float()
+    p.mul_(1 - lr * wd)
+    exp_avg.lerp_(g, 1 - beta1)
+    exp_avg_sq.lerp_(g.square(), 1 - beta2)
+    bias1 = 1 - beta1 ** step
+    bias2 = 1 - beta2 ** step
+    denom = (exp_avg_sq / bias2).sqrt_().add_(eps)
+    p.addcdiv_(exp_avg, denom, value=-lr / bias1)
+
+
+def normuon_scale(g: torch.Tensor, second_moment: torch.Tensor, beta2: float, red_dim: int) -> torch.Tensor:
+    """NorMuon: divide by the rsqrt of a factored (per-row or per-column) EMA of g^2, then rescale so the
+    update keeps its Frobenius norm. g: (N, rows, cols) fp32; second_moment updated in place."""
+    v_mean = g.square().mean(dim=red_dim, keepdim=True)
+    n_red = g.size(red_dim)
+    v_norm = (v_mean.sum(dim=(-2, -1), keepdim=True) * n_red).sqrt()
+    second_moment.lerp_(v_mean, 1 - beta2)
+    step_size = second_moment.clamp_min(1e-10).rsqrt()
+    v_norm_new = (v_mean * n_red * step_size.square()).sum(dim=(-2, -1), keepdim=True).sqrt()
+    return g * (step_size * (v_norm / v_norm_new.clamp_min(1e-10)))
+
+
+def muon_update_(params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict], lr: float, momentum: float,
+                 beta2: float, wd: float, ns_steps: int, ortho_dtype: torch.dtype) -> None:
+    """One Muon step for same-shaped params, stacked so the orthogonalisation runs as one batched matmul."""
+    rows, cols = params[0].shape[-2], params[0].shape[-1]
+    red_dim = -1 if rows >= cols else -2  # second moment per row for tall/square, per column for wide
+    for st, p in zip(states, params):
+        if not st:
+            st["momentum_buffer"] = torch.zeros_like(p, dtype=torch.float32)
+            st["second_momentum_buffer"] = torch.zeros(
+                (rows, 1) if red_dim == -1 else (1, cols), dtype=torch.float32, device=p.device)
+    g = torch.stack([x.float() for x in grads])
+    buf = torch.stack([st["momentum_buffer"] for st in states])
+    v2 = torch.stack([st["second_momentum_buffer"] for st in states])
+    # Nesterov momentum via lerp
+    buf.lerp_(g, 1 - momentum)
+    g = g.lerp_(buf, momentum)
+    g = polar_express(g, ns_steps, ortho_dtype).float()
+    g = normuon_scale(g, v2, beta2, red_dim)
+    eff_lr = lr * max(1.0, rows / cols) ** 0.5
+    P = torch.stack([p.data for p in params])
+    mask = (g * P) >= 0  # cautious decay: only decay where the update agrees in sign with the weight
+    P.sub_(eff_lr * g + eff_lr * wd * P * mask)
+    for i, (p, st) in enumerate(zip(params, states)):
+        p.data.copy_(P[i])
+        st["momentum_buffer"].copy_(buf[i])
+        st["second_momentum_buffer"].copy_(v2[i])
+
+
+class MuonAdamW(torch.optim.Optimizer):
+    def __init__(self, param_groups, ortho_dtype: torch.dtype | None = None):
+        groups = [dict(g) for g in param_groups]
+        for g in groups:
+            if g.get("kind") not in ("adamw", "muon"):
+                raise ValueError(f"each param group needs kind='adamw' or 'muon', got {g.get('kind')!r}")
+            g.setdefault("initial_lr", g["lr"])
+            g.setdefault("weight_decay", 0.0)
+            if g["kind"] == "muon":
+                g.setdefault("momentum", 0.95)
+                g.setdefault("ns_steps", 5)
+                g.setdefault("beta2", 0.9)
+                shapes = {tuple(p.shape) for p in g["params"]}
+                if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+                    raise ValueError(f"a muon group needs 2-D params of one shape, got {sorted(shapes)}")
+            else:
+                g.setdefault("betas", (0.9, 0.999))
+                g.setdefault("eps", 1e-10)
+        super().__init__(groups, {})
+        # Orthogonalise in the compute dtype: bf16 on CUDA, fp32 on CPU (bf16 matmul there is ~100x slower).
+        self.ortho_dtype = ortho_dtype
+
+    def _ortho_dtype(self, p: torch.Tensor) -> torch.dtype:
+        return self.ortho_dtype if self.ortho_dtype is not None else devmod.compute_dtype(p.device.type)
+
+    def _adamw_group(self, group, params) -> None:
+        beta1, beta2 = group["betas"]
+        for p in params:
+            if p.grad is None:
+                continue
+            st = self.state[p]
+            if not st:
+                st["step"] = 0
+                st["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
+                st["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
+            st["step"] += 1
+            adamw_update_(p.data, p.grad, st["exp_avg"], st["exp_avg_sq"], st["step"], group["lr"], beta1, beta2,
+                          group["eps"], group["weight_decay"])
+
+    def _muon_group(self, group, params) -> None:
+        params = [p for p in params if p.grad is not None]
+        if not params:
+            return
+        muon_update_(params, [p.grad for p in params], [self.state[p] for p in params], group["lr"],
+                     group["momentum"], group["beta2"], group["weight_decay"], group["ns_steps"],
+                     self._ortho_dtype(params[0]))
+
+    def _update(self, group, params) -> None:
+        (self._adamw_group if group["kind"] == "adamw" else self._muon_group)(group, params)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._update(group, group["params"])
+        return loss
+
+
+class DistMuonAdamW(MuonAdamW):
+    """Data-parallel MuonAdamW without a DDP wrapper, for any backend (gloo has no reduce_scatter).
+
+    Each parameter has one owner rank (Muon groups: contiguous chunks of each group; AdamW: greedy by size).
+    step(): grads are summed onto their owner (one flat reduce per owner), averaged, the owner updates its
+    params (so optimizer state lives only there: each rank's state_dict() is its own shard, to be reloaded by
+    the same rank with the same world size), then the owner broadcasts the new values (one flat broadcast)."""
+
+    def __init__(self, param_groups, ortho_dtype: torch.dtype | None = None, process_group=None):
+        super().__init__(param_groups, ortho_dtype)
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("DistMuonAdamW needs torch.distributed initialised (torchrun + init_process_group)")
+        self.pg = process_group
+        self.rank = dist.get_rank(process_group)
+        self.world_size = dist.get_world_size(process_group)
+        self._assign_owners()
+
+    def _assign_owners(self) -> None:
+        W = self.world_size
+        load = [0] * W
+        owners: list[list[int]] = []
+        for group in self.param_groups:
+            ps = group["params"]
+            if group["kind"] == "muon":
+                chunk = -(-len(ps) // W)
+                own = [j // chunk for j in range(len(ps))]
+            else:
+                own = []
+                for p in ps:
+                    r = min(range(W), key=lambda i: load[i])
+                    own.append(r)
+            for p, r in zip(ps, own):
+                load[r] += p.numel()
+            owners.append(own)
+        self.owners = owners
+        # Flat buckets per owner rank, in a fixed order shared by all ranks.
+        self.buckets: list[list[torch.Tensor]] = [[] for _ in range(W)]
+        for group, own in zip(self.param_groups, owners):
+            for p, r in zip(group["params"], own):
+                self.buckets[r].append(p)
+
+    def _global(self, r: int) -> int:
+        return dist.get_global_rank(self.pg, r) if self.pg is not None else r
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        W = self.world_size
+        # 1) sum every gradient onto its owner (missing grads count as zeros so all ranks make the same calls)
+        flats, works = [], []
+        for r in range(W):
+            ps = self.buckets[r]
+            if not ps:
+                flats.append(None)
+                continue
+            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float() for p in ps])
+            works.append(dist.reduce(flat, dst=self._global(r), op=dist.ReduceOp.SUM, group=self.pg, async_op=True))
+            flats.append(flat)
+        for w in works:
+            w.wait()
+        mine = self.buckets[self.rank]
+        if mine:
+            flat = flats[self.rank].div_(W)
+            off = 0
+            for p in mine:
+                n = p.numel()
+                g = flat[off:off + n].view_as(p).to(p.dtype)
+                if p.grad is None:
+                    p.grad = g.clone()
+                else:
+                    p.grad.copy_(g)
+                off += n
+        # 2) owners update their own params
+        for group, own in zip(self.param_groups, self.owners):
+            owned = [p for p, r in zip(group["params"], own) if r == self.rank]
+            if owned:
+                self._update(group, owned)
+        # 3) owners broadcast the updated values
+        flats, works = [], []
+        for r in range(W):
+            ps = self.buckets[r]
+            if not ps:
+                continue
+            flat = torch.cat([p.data.reshape(-1) for p in ps]) if r == self.rank else torch.empty(
+                sum(p.numel() for p in ps), dtype=ps[0].dtype, device=ps[0].device)
+            works.append(dist.broadcast(flat, src=self._global(r), group=self.pg, async_op=True))
+            flats.append((ps, flat))
+        for w in works:
+            w.wait()
+        for ps, flat in flats:
+            off = 0
+            for p in ps:
+                n = p.numel()
+                p.data.copy_(flat[off:off + n].view_as(p))
+                off += n
+        return loss

@@ -1,0 +1,129 @@
+"""Render the report card's JSON as markdown (the page people read, and the asset's metadata)."""
+from __future__ import annotations
+
+DASH = "-"
+
+
+def fmt(x, spec: str = ",") -> str:
+    if x is None:
+        return DASH
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    try:
+        return format(x, spec)
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return DASH
+    h, rem = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def _missing(sec: dict) -> list[str] | None:
+    return None if sec["status"] == "ok" else [f"Not available: {sec['reason']}"]
+
+
+def _header(r: dict) -> list[str]:
+    env = r["environment"]
+    git = env["git"]
+    commit = f"{git['commit'][:12]}{' (uncommitted changes)' if git.get('dirty') else ''}" if git else "not a git checkout"
+    gpus = ", ".join(f"{g['name']} ({g['memory_gib']} GiB)" for g in env["gpus"]) or "none"
+    return [f"# nanochat report card: `{r['model_tag']}`", "",
+            f"- Generated: {env['generated_at']}" + (f" (run started {env['start_time']})" if env["start_time"] else ""),
+            f"- Git commit: {commit}", f"- Platform: {env['platform']}",
+            f"- CPU: {env['cpu']} ({env['cpu_count']} cores); memory {fmt(env['memory_gib'])} GiB",
+            f"- GPU: {gpus}", f"- Python {env['python']}, torch {env['torch']}"]
+
+
+def _tokenizer(sec: dict) -> list[str]:
+    lines = _missing(sec)
+    if lines:
+        return lines
+    lines = [f"- Vocab size: {sec['vocab_size']:,} ({sec['merges']:,} merges, {sec['special_tokens']} special tokens)",
+             f"- Token length: mean {sec['mean_token_bytes']} bytes, max {sec['max_token_bytes']} bytes", "",
+             "Compression (bytes per token, higher is better):", ""]
+    rows = [[name, fmt(v["bytes"]), fmt(v["tokens"]), fmt(v["bytes_per_token"], ".2f")]
+            for name, v in sec["compression"]["samples"].items()]
+    val = sec["compression"]["val_shard"]
+    rows.append(["val shard", fmt(val.get("bytes")), fmt(val.get("tokens")), fmt(val.get("bytes_per_token"), ".2f")]
+                if val.get("status") != "missing" else ["val shard", DASH, DASH, DASH])
+    return lines + _table(["text", "bytes", "tokens", "bytes/token"], rows)
+
+
+def _base(sec: dict) -> list[str]:
+    lines = _missing(sec)
+    if lines:
+        return lines
+    c = sec["param_counts"]
+    return [f"- Checkpoint: `{sec['checkpoint']}` (step {sec['step']:,} of {fmt(sec['num_iterations'])})",
+            f"- Depth {sec['depth']}, model dim {sec['model_config'].get('n_embd')}, "
+            f"sequence {sec['model_config'].get('sequence_len')}, vocab {sec['model_config'].get('vocab_size'):,}",
+            f"- Parameters: {c['total']:,} total; scaling N (transformer + lm_head) {sec['scaling_params']:,}; "
+            f"wte {c['wte']:,}, value embeds {c['value_embeds']:,}, scalars {c['scalars']:,}",
+            f"- FLOPs/token {fmt(sec['flops_per_token'], '.3e')}; total training FLOPs {fmt(sec['total_flops'], '.3e')}",
+            f"- Tokens trained {fmt(sec['tokens_trained'])} (tokens:params {fmt(sec['param_data_ratio'], '.2f')}), "
+            f"batch {fmt(sec['total_batch_size'])} tokens",
+            f"- Training time {_duration(sec['training_seconds'])}; {fmt(sec['tokens_per_sec'], ',.0f')} tokens/s; "
+            f"MFU {fmt(sec['mfu'], '.2f') + '%' if sec['mfu'] is not None else DASH + ' (' + sec['mfu_note'] + ')'}",
+            f"- Validation bpb {fmt(sec['val_bpb'], '.4f')} (min {fmt(sec['min_val_bpb'], '.4f')})"]
+
+
+def _base_eval(sec: dict) -> list[str]:
+    lines = _missing(sec)
+    if lines:
+        return lines
+    lines = [f"- From `{sec['file']}`" + (" (an earlier step than the last checkpoint)" if sec["stale"] else ""),
+             f"- CORE: {fmt(sec['core'], '.4f')}" + (" (PARTIAL: some tasks were skipped)" if sec["partial"] else ""),
+             f"- Prompts cropped to the context: {sec['cropped_prompts']}", ""]
+    rows = [[label, fmt(t.get("accuracy"), ".4f"), fmt(t.get("centered"), ".4f"),
+             "skipped" if label in sec["skipped"] or t.get("skipped") else ""]
+            for label, t in sec["tasks"].items()]
+    return lines + _table(["task", "accuracy", "centered", ""], rows)
+
+
+def _sft(sec: dict) -> list[str]:
+    return _missing(sec) or [
+        f"- Checkpoint: `{sec['checkpoint']}` (step {sec['step']:,} of {fmt(sec['num_iterations'])})",
+        f"- Validation bpb {fmt(sec['val_bpb'], '.4f')}" + (f", loss {sec['val_loss']:.4f}" if sec["val_loss"] else ""),
+        f"- Training time {_duration(sec['training_seconds'])}"]
+
+
+def _chat(sec: dict) -> list[str]:
+    lines = _missing(sec)
+    if lines:
+        return lines
+    lines = [f"- From `{sec['file']}`",
+             f"- ChatCORE: {fmt(sec['chatcore'], '.4f')}" + (" (PARTIAL: not every task ran)" if sec["partial"] else ""),
+             ""]
+    rows = [[task, fmt((t or {}).get("accuracy"), ".4f"), fmt((t or {}).get("centered"), ".4f"),
+             fmt((t or {}).get("num_problems"))] for task, t in sec["tasks"].items()]
+    rows += [[task, DASH, DASH, f"skipped: {reason}"] for task, reason in sec["skipped"].items()
+             if task not in sec["tasks"]]
+    return lines + _table(["task", "accuracy", "centered", "problems"], rows)
+
+
+def render_markdown(r: dict) -> str:
+    out = _header(r)
+    for key, title, render in [("tokenizer", "Tokenizer", _tokenizer), ("base_training", "Base training", _base),
+                               ("base_evaluation", "Base evaluation (CORE)", _base_eval), ("sft", "SFT", _sft),
+                               ("chat_evaluation", "Chat evaluation", _chat)]:
+        out += ["", f"## {title}", ""] + render(r[key])
+    out += ["", "## Summary", ""]
+    out += _table(["Metric", "BASE", "SFT"], [[label, fmt(v.get("base"), ".4f"), fmt(v.get("sft"), ".4f")]
+                                              for label, v in r["summary"].items()])
+    t = r["timing"]
+    out += ["", f"Total wall time: {_duration(t['total_wall_time_sec'])}"
+            f" (from {t['start'] or DASH} to the last artifact at {t['last_artifact'] or DASH}); "
+            f"recorded training time {_duration(t['recorded_training_sec'])}"]
+    if r["not_evaluated"]:
+        out += ["", "## Not evaluated", ""] + [f"- {n['what']}: {n['reason']}" for n in r["not_evaluated"]]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,1 @@
+"""Training loops (base pretraining, later SFT), their LR schedules and the checkpoint layout."""

@@ -1,0 +1,43 @@
+"""Tiny cross-rank agreements the training loop needs; each is a no-op in a single process."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def _active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def broadcast_from_master(value: float, device) -> float:
+    """Rank 0's value everywhere (e.g. one measured peak, so every rank reports the same MFU)."""
+    if not _active():
+        return value
+    t = torch.tensor(value, dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
+
+
+def min_over_ranks(value: int, device) -> int:
+    """The smallest value of any rank (e.g. an auto batch size every rank can afford)."""
+    if not _active():
+        return value
+    t = torch.tensor(value, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+def any_rank(flag: bool, device) -> bool:
+    """True if any rank says so (a signal may reach the ranks at different steps)."""
+    if not _active():
+        return flag
+    t = torch.tensor(int(flag), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    if _active():
+        dist.all_reduce(t)
+        t /= dist.get_world_size()
+    return t
