@@ -5,7 +5,8 @@
 One run: (1) a 2-second fp32 matmul probe gives the peak; (2) a vocab-4096 tokenizer is trained on
 ~4 MB of the embedded corpus, written as shards into a temporary NANOCHAT_BASE_DIR; (3) the real
 `python -m nanochat_core.cli.base_train` command runs at depth 4, seq 512, head-dim 64, window L,
-total batch 8192, device batch 16, for --steps steps, with and without torch.compile. Reported per
+total batch 8192, device batch 16, for --steps steps, with and without torch.compile (compiling
+cold, into a fresh inductor cache). Reported per
 variant: whole-command wall time, steady-state tokens/s and MFU (steps after the first 10, as
 nanochat's "total time" counts them) and the ratio to the measured peak.
 """
@@ -54,7 +55,9 @@ def run_train(root: Path, steps: int, compile_flag: str, peak: float) -> dict:
            "--core-metric-every", "-1", "--sample-every", "-1", "--device-type", "cpu",
            "--peak-flops", str(peak), "--compile", compile_flag, "--model-tag", f"bench_compile{compile_flag}"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "NANOCHAT_BASE_DIR": str(root)})
+    # A fresh inductor cache: the compiled variant pays a cold compile, as a first run does.
+    env = {**os.environ, "NANOCHAT_BASE_DIR": str(root), "TORCHINDUCTOR_CACHE_DIR": str(root / f"inductor_{compile_flag}")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"base_train failed:\n{proc.stdout}\n{proc.stderr}")

@@ -145,7 +145,7 @@ def test_fp8_and_wandb_refused_clearly_on_cpu(base, capsys):
 
 def test_sigint_saves_a_checkpoint_and_exits_cleanly(base):
     cmd = [sys.executable, "-u", "-m", "nanochat_core.cli.base_train", *TINY_FLAGS,
-           "--num-iterations", "100000", "--eval-every", "-1"]
+           "--num-iterations", "100000", "--eval-every", "-1", "--compile", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
     lines = []
     for line in proc.stdout:

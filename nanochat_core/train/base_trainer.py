@@ -21,6 +21,7 @@ from nanochat_core.train.args import validate_args
 from nanochat_core.train.batch_size import auto_device_batch_size, grad_accum_steps
 from nanochat_core.train.collectives import any_rank, broadcast_from_master, mean_over_ranks, min_over_ranks
 from nanochat_core.train.core_hook import NOT_AVAILABLE, find_core_evaluator
+from nanochat_core.train.cpu_allocator import keep_freed_memory
 from nanochat_core.train.fp8 import check_fp8, convert_fp8
 from nanochat_core.train.peak_flops import resolve_peak_flops
 from nanochat_core.train.schedules import base_lr_multiplier, muon_momentum, muon_weight_decay
@@ -29,10 +30,11 @@ from nanochat_core.train.tracking import check_tracking_available, make_tracker
 
 EMA_BETA = 0.9  # smoothing of the logged train loss (debiased), as nanochat
 UNTIMED_STEPS = 10  # nanochat leaves the first steps (compilation, warm-up) out of "total time"
-# --compile auto on CPU. Measured by benchmarks/bench_base_train.py (d4, seq 512, batch 8192, 2 cores):
-# compiling costs ~10-15 s once and then saves ~20% per step (it fuses the elementwise ops), so it
-# pays once the run needs more than ~30 s of compute at peak; tiny runs would only pay the cost.
-CPU_COMPILE_MIN_SECONDS = 30.0
+# --compile auto on CPU. Measured by benchmarks/bench_base_train.py (d4, seq 512, batch 8192, 2 cores,
+# peak probe 286 GFLOP/s): eager 2,651 tok/s, compiled 4,077 tok/s (x1.54); compiling costs ~22 s more
+# than eager's own warm-up, so it breaks even near 20 steps, i.e. ~18 s of compute at peak. A 30-step
+# run (27 s at peak) already finished faster compiled (102 s vs 110 s). Tiny runs would only pay the cost.
+CPU_COMPILE_MIN_SECONDS = 20.0
 
 
 @dataclasses.dataclass
@@ -68,6 +70,8 @@ class BaseTrainer:
 
         self.args, self.info, self.on_metrics = args, info, on_metrics
         self.device, self.dtype = info.device, compute_dtype(device_type)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # a third of a CPU step went to re-faulting freed pages
         self.tokenizer = get_tokenizer()
         self.token_bytes = get_token_bytes(device=self.device)
         self.plan = self._plan()
