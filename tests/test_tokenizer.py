@@ -337,8 +337,10 @@ def test_tok_train_errors(tmp_base_dir, capsys):
 
 
 def test_int_like_flags():
-    assert tok_train.int_like("2e9") == 2_000_000_000
-    assert tok_train.int_like("2_000") == 2000
+    from nanochat_core.cli.arg_types import positive_int
+
+    assert positive_int("2e9") == 2_000_000_000
+    assert positive_int("2_000") == 2000
     assert tok_train.build_parser().parse_args([]).max_chars == 2_000_000_000
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from nanochat_core import settings
+from nanochat_core.cli.arg_types import positive_int
 from nanochat_core.data.shards import DEFAULT_CHARS_PER_SHARD, DEFAULT_ROW_GROUP_SIZE, DEFAULT_SEED
 
 EPILOG = """\
@@ -38,17 +39,6 @@ examples:
   python -m nanochat_core.cli.repackage_data --source local --input 'corpus/*.jsonl.gz' --text-field content
   python -m nanochat_core.cli.repackage_data --source fineweb-edu --num-files 2 --upload-repo me/my-shards
 """
-
-
-def positive_int(value: str) -> int:
-    """Integers as 250000000, 250_000_000 or 2.5e8."""
-    try:
-        number = float(value.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number != int(number) or number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return int(number)
 
 
 def build_parser() -> argparse.ArgumentParser:

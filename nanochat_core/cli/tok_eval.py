@@ -10,7 +10,7 @@ import argparse
 import sys
 import threading
 
-from nanochat_core.cli.tok_train import int_like
+from nanochat_core.cli.arg_types import positive_int
 
 # Our own short samples, one per kind of text a chat model meets.
 SAMPLES = {
@@ -87,7 +87,7 @@ def shard_sample(split: str, max_chars: int) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Bytes/token of our tokenizer vs gpt2 and cl100k_base.")
-    parser.add_argument("--shard-chars", type=int_like, default=1_000_000, help="characters of train/val text to measure (default 1e6)")
+    parser.add_argument("--shard-chars", type=positive_int, default=1_000_000, help="characters of train/val text to measure (default 1e6)")
     args = parser.parse_args(argv)
 
     from nanochat_core.tokenizer import get_tokenizer

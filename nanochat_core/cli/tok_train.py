@@ -12,24 +12,14 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from nanochat_core import settings
-
-
-def int_like(value: str) -> int:
-    """Accept 2000000000, 2_000_000_000 or 2e9 (nanochat's docs write 2e9)."""
-    try:
-        number = float(value.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if number != int(number) or number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return int(number)
+from nanochat_core.cli.arg_types import positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train a BPE tokenizer (rustbpe -> tiktoken) on the train shards.")
-    p.add_argument("--max-chars", type=int_like, default=2_000_000_000, help="train on at most this many characters (default 2e9)")
-    p.add_argument("--doc-cap", type=int_like, default=10_000, help="crop each document to this many characters (default 10000)")
-    p.add_argument("--vocab-size", type=int_like, default=32768, help="vocabulary size including the 9 special tokens (default 32768)")
+    p.add_argument("--max-chars", type=positive_int, default=2_000_000_000, help="train on at most this many characters (default 2e9)")
+    p.add_argument("--doc-cap", type=positive_int, default=10_000, help="crop each document to this many characters (default 10000)")
+    p.add_argument("--vocab-size", type=positive_int, default=32768, help="vocabulary size including the 9 special tokens (default 32768)")
     p.add_argument("--data-dir", type=Path, default=None, help="shard folder (default $NANOCHAT_BASE_DIR/base_data)")
     return p
 
