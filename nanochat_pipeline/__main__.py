@@ -1,0 +1,41 @@
+"""`python -m nanochat_pipeline run [--preset NAME_OR_FILE]`: the whole graph in one command."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from nanochat_pipeline.presets import DEFAULT_PRESET, PRESET_ENV, PresetError, load_preset
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nanochat_pipeline")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="materialize every asset whose computation exists; skip what is up to date")
+    run.add_argument("--preset", default=None,
+                     help=f"shipped preset name (demo, scaling, speedrun) or a TOML file; default ${PRESET_ENV} or {DEFAULT_PRESET}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    name = args.preset or os.environ.get(PRESET_ENV) or DEFAULT_PRESET  # the flag wins over the env var
+    try:
+        load_preset(name)
+    except PresetError as e:
+        print(f"nanochat_pipeline: error: {e}", file=sys.stderr)
+        return 2
+    os.environ[PRESET_ENV] = name  # definitions read the preset from here, as `dagster dev` does
+    from nanochat_pipeline.instance_home import ensure_dagster_home
+
+    ensure_dagster_home()
+    import dagster as dg
+    from nanochat_pipeline import definitions
+    from nanochat_pipeline.main_job import run_main_job
+
+    with dg.DagsterInstance.get() as instance:
+        return run_main_job(definitions.defs, definitions.preset, instance)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Assets grouped by stage: data (corpus, shards, tokenizer), training (grid cells), scaling, chat."""

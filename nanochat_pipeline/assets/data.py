@@ -1,0 +1,137 @@
+"""raw_corpus -> shuffled_shards -> tokenizer: each writes files under the preset's root and
+returns a content-hash data version, so downstream cells go unsynced only on real change."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from nanochat_core import settings
+from nanochat_pipeline.hashing import files_sha256, require_files
+from nanochat_pipeline.presets import Preset
+
+AUTOMATION = dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()
+# Round trip and compression floor for the tokenizer check: a BPE tokenizer that compresses
+# English below 1.5 bytes/token has (almost) no merges and would make training meaningless.
+MIN_BYTES_PER_TOKEN = 1.5
+SHARD_CHECKS = [dg.AssetCheckSpec(n, asset="shuffled_shards", blocking=True)
+                for n in ("shards_not_empty", "row_groups_as_configured", "has_validation_shard")]
+TOKENIZER_CHECKS = [dg.AssetCheckSpec(n, asset="tokenizer", blocking=True)
+                    for n in ("round_trip", "bytes_per_token_above_floor")]
+
+
+def corpus_file(preset: Preset) -> Path:
+    return preset.root / "raw_corpus" / "documents.jsonl"
+
+
+def corpus_documents(corpus: dict):
+    """The documents of the preset's [corpus] source, streamed (core sources)."""
+    source = corpus.get("source", "embedded")
+    if source == "embedded":
+        from nanochat_core.data.embedded_corpus import TARGET_BYTES, iter_embedded_documents
+        return iter_embedded_documents(int(corpus.get("max_bytes", TARGET_BYTES)))
+    if source == "local":
+        from nanochat_core.data.sources import local_source
+        return local_source(corpus.get("input", []), corpus.get("text_field", "text")).documents()
+    if source == "fineweb-edu":
+        from nanochat_core.data.fineweb import fineweb_source
+        return fineweb_source(num_files=int(corpus.get("num_files", 1))).documents()
+    raise dg.Failure(f"[corpus] source {source!r} is not one of embedded, local, fineweb-edu")
+
+
+def build_data_assets(preset: Preset) -> list:
+    root = preset.root
+    shards_dir = settings.base_data_dir(root)
+    tok_dir = settings.tokenizer_dir(root)
+
+    @dg.asset(group_name="data", code_version="1", automation_condition=AUTOMATION,
+              description="The raw documents of the preset's [corpus] source, as JSONL.")
+    def raw_corpus(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        path = corpus_file(preset)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".jsonl.tmp")
+        count = chars = 0
+        with open(tmp, "w", encoding="utf-8") as f:
+            for doc in corpus_documents(preset.corpus):
+                f.write(json.dumps({"text": doc}) + "\n")
+                count, chars = count + 1, chars + len(doc)
+        tmp.replace(path)  # never a half-written corpus under the real name
+        context.log.info(f"wrote {count:,} documents ({chars:,} chars) to {path}")
+        return dg.MaterializeResult(metadata={"documents": count, "characters": chars, "path": dg.MetadataValue.path(str(path))},
+                                    data_version=dg.DataVersion(files_sha256([path])))
+
+    @dg.asset(group_name="data", code_version="1", deps=[raw_corpus], automation_condition=AUTOMATION,
+              check_specs=SHARD_CHECKS, description="Globally shuffled zstd parquet shards; the last is validation.")
+    def shuffled_shards(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        from nanochat_core.data.shards import DEFAULT_ROW_GROUP_SIZE, DEFAULT_SEED, repackage
+        from nanochat_core.data.sources import local_source
+
+        require_files("shuffled_shards", [corpus_file(preset)], "raw_corpus")
+        row_group_size = int(preset.corpus.get("row_group_size", DEFAULT_ROW_GROUP_SIZE))
+        kwargs = {"chars_per_shard": int(preset.corpus["chars_per_shard"])} if "chars_per_shard" in preset.corpus else {}
+        manifest = repackage(local_source([str(corpus_file(preset))]), shards_dir, row_group_size=row_group_size,
+                             seed=int(preset.corpus.get("seed", DEFAULT_SEED)), progress=False, log=context.log.info,
+                             **kwargs)
+        return dg.MaterializeResult(
+            metadata={"shards": len(manifest["shards"]), "documents": manifest["documents"],
+                      "characters": manifest["characters"], "path": dg.MetadataValue.path(str(shards_dir))},
+            data_version=dg.DataVersion(manifest["content_sha256"]),
+            check_results=shard_checks(shards_dir, row_group_size))
+
+    @dg.asset(group_name="data", code_version="1", deps=[shuffled_shards], automation_condition=AUTOMATION,
+              check_specs=TOKENIZER_CHECKS, description="The BPE tokenizer (rustbpe -> tiktoken) trained on the train shards.")
+    def tokenizer(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        from nanochat_core.cli.tok_train import train
+        from nanochat_core.data.manifest import MANIFEST_NAME
+
+        require_files("tokenizer", [shards_dir / MANIFEST_NAME], "shuffled_shards")
+        t = preset.tokenizer
+        stats = train(int(t.get("max_chars", 2_000_000_000)), int(t.get("doc_cap", 10_000)),
+                      int(t.get("vocab_size", 32768)), data_dir=shards_dir, out_dir=tok_dir)
+        context.log.info(f"vocab {stats['vocab_size']:,} trained on {stats['characters']:,} chars in "
+                         f"{stats['train_seconds']:.1f}s -> {tok_dir}")
+        return dg.MaterializeResult(
+            metadata={k: v for k, v in stats.items() if isinstance(v, (int, float))} | {"path": dg.MetadataValue.path(str(tok_dir))},
+            data_version=dg.DataVersion(files_sha256(tokenizer_files(tok_dir))),
+            check_results=tokenizer_checks(tok_dir, shards_dir))
+
+    return [raw_corpus, shuffled_shards, tokenizer]
+
+
+def tokenizer_files(tok_dir: Path) -> list[Path]:
+    return [tok_dir / "tokenizer.pkl", tok_dir / "token_bytes.pt"]
+
+
+def shard_checks(shards_dir: Path, row_group_size: int) -> list[dg.AssetCheckResult]:
+    import pyarrow.parquet as pq
+    from nanochat_core.data.parquet_files import list_parquet_files
+
+    files = list_parquet_files(shards_dir)
+    rows = [pq.ParquetFile(f).metadata for f in files]
+    # Every row group but each shard's last holds exactly row_group_size documents.
+    bad_groups = [f.name for f, m in zip(files, rows)
+                  if any(m.row_group(i).num_rows != row_group_size for i in range(m.num_row_groups - 1))]
+    return [
+        dg.AssetCheckResult(check_name="shards_not_empty", passed=bool(files) and all(m.num_rows > 0 for m in rows),
+                            metadata={"shards": len(files)}),
+        dg.AssetCheckResult(check_name="row_groups_as_configured", passed=not bad_groups,
+                            metadata={"row_group_size": row_group_size, "shards_with_other_sizes": ", ".join(bad_groups)}),
+        dg.AssetCheckResult(check_name="has_validation_shard", passed=len(files) >= 2,
+                            description="the last shard is validation; at least one train shard must precede it"),
+    ]
+
+
+def tokenizer_checks(tok_dir: Path, shards_dir: Path) -> list[dg.AssetCheckResult]:
+    from nanochat_core.data.parquet_files import iter_shard_texts
+    from nanochat_core.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_directory(tok_dir)
+    sample = "".join(iter_shard_texts(split="val", data_dir=shards_dir, max_chars=50_000))
+    ids = tok.encode(sample)
+    bytes_per_token = len(sample.encode()) / max(1, len(ids))
+    return [
+        dg.AssetCheckResult(check_name="round_trip", passed=tok.decode(ids) == sample,
+                            metadata={"sample_chars": len(sample)}),
+        dg.AssetCheckResult(check_name="bytes_per_token_above_floor", passed=bytes_per_token >= MIN_BYTES_PER_TOKEN,
+                            metadata={"bytes_per_token": bytes_per_token, "floor": MIN_BYTES_PER_TOKEN}),
+    ]

@@ -1,0 +1,66 @@
+"""scaling_results: the sweep CSV from every materialized base_model cell's recorded metadata."""
+
+import math
+from pathlib import Path
+
+import dagster as dg
+
+from nanochat_core.scaling import SCALING_COLUMNS, write_scaling_csv
+from nanochat_pipeline.assets.data import AUTOMATION
+from nanochat_pipeline.hashing import files_sha256
+from nanochat_pipeline.pictures import bpb_vs_flops_png, markdown_image
+from nanochat_pipeline.presets import Preset
+
+SCALING_CHECK = dg.AssetCheckSpec("csv_matches_cells", asset="scaling_results", blocking=False)
+
+
+def results_csv(preset: Preset) -> Path:
+    return preset.root / f"scaling_laws_results_{preset.name}" / "results.csv"
+
+
+def latest_cell_metadata(instance: dg.DagsterInstance, partitions: dg.MultiPartitionsDefinition) -> dict[str, dict]:
+    """Partition key -> metadata of its latest base_model materialization (never log lines)."""
+    found = {}
+    key = dg.AssetKey("base_model")
+    for partition in sorted(instance.get_materialized_partitions(key)):
+        if partition not in partitions.get_partition_keys():
+            continue  # a cell dropped from the preset keeps its history but leaves the CSV
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]),
+                                                  limit=1).records
+        if records:
+            found[partition] = {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+    return found
+
+
+def row_from_metadata(metadata: dict) -> dict:
+    return {c: metadata.get(c) for c in SCALING_COLUMNS}
+
+
+def build_scaling_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, base_model_asset) -> list:
+    @dg.asset(group_name="scaling", code_version="1", deps=[base_model_asset], automation_condition=AUTOMATION,
+              check_specs=[SCALING_CHECK],
+              description="nanochat's scaling CSV (+ param_data_ratio), one row per materialized base_model cell.")
+    def scaling_results(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        cells = latest_cell_metadata(context.instance, partitions)
+        if not cells:
+            raise dg.Failure("scaling_results: no base_model cell is materialized yet; materialize some cells first")
+        rows = [row_from_metadata(m) for m in cells.values()]
+        nan_cells = [k for k, r in zip(cells, rows) if r["val_bpb"] is None or not math.isfinite(r["val_bpb"])]
+        for k in nan_cells:
+            context.log.warning(f"cell {k}: val_bpb is NaN (training diverged?); its row is kept and analysis skips it. "
+                                "Try a larger --warmup-ratio for this cell.")
+        path = write_scaling_csv(rows, results_csv(preset))
+        picture = bpb_vs_flops_png(rows, path.parent / "val_bpb_vs_flops.png")
+        header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
+        return dg.MaterializeResult(
+            metadata={"rows": len(rows), "nan_rows": len(nan_cells), "path": dg.MetadataValue.path(str(path)),
+                      "val_bpb_vs_flops": dg.MetadataValue.md(markdown_image(picture, "val bpb vs FLOPs"))},
+            data_version=dg.DataVersion(files_sha256([path])),
+            check_results=[dg.AssetCheckResult(
+                # Non-blocking, WARN: a NaN row is kept on purpose but should be seen.
+                check_name="csv_matches_cells", passed=header == SCALING_COLUMNS and len(rows) == len(cells) and not nan_cells,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"rows": len(rows), "cells": len(cells), "nan_cells": ", ".join(nan_cells)})])
+
+    return [scaling_results]
+

@@ -1,0 +1,121 @@
+"""base_model[depth|flops]: one training run per grid cell, launched as a Pipes subprocess.
+
+Per-cell hyperparameters come from the partition key (UI backfills pass no run config); the
+preset's [train] table supplies the rest, and run config (BaseTrainConfig) may override both.
+"""
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+
+from nanochat_core import settings
+from nanochat_pipeline.assets.data import AUTOMATION, tokenizer_files
+from nanochat_pipeline.hashing import require_files
+from nanochat_pipeline.partitions import cell_from_key
+from nanochat_pipeline.presets import Preset
+
+TRAINING_POOL = "training"  # one training run at a time on a machine's accelerators (dagster.yaml)
+CHILD_MODULE = "nanochat_pipeline.train_child"
+BASE_MODEL_CHECKS = [dg.AssetCheckSpec(n, asset="base_model", blocking=True)
+                     for n in ("finite_loss_and_val_bpb", "checkpoint_loads")]
+
+
+class BaseTrainConfig(dg.Config):
+    """base_train flags (nanochat's names, python spelling). None = the preset's value, else nanochat's
+    default. depth, target_flops and model_tag always come from the partition key."""
+
+    device_type: Optional[str] = None
+    max_seq_len: Optional[int] = None
+    device_batch_size: Optional[int] = None
+    total_batch_size: Optional[int] = None
+    matrix_lr: Optional[float] = None
+    embedding_lr: Optional[float] = None
+    unembedding_lr: Optional[float] = None
+    warmup_ratio: Optional[float] = None
+    warmdown_ratio: Optional[float] = None
+    eval_every: Optional[int] = None
+    eval_tokens: Optional[int] = None
+    core_metric_every: Optional[int] = None
+    save_every: Optional[int] = None
+
+
+def train_overrides(preset: Preset, config: BaseTrainConfig) -> dict:
+    return preset.train | {k: v for k, v in config.model_dump().items() if v is not None}
+
+
+def resumable_step(ckpt_dir: Path) -> int:
+    """The step of an interrupted run's checkpoint (step < its horizon), or -1 to train afresh."""
+    from nanochat_core.train import checkpoint as ckpt
+
+    try:
+        step = ckpt.find_last_step(ckpt_dir)
+    except FileNotFoundError:
+        return -1
+    meta = ckpt.load_meta(ckpt_dir, step)
+    return step if step < meta.get("num_iterations", step) else -1
+
+
+def child_command(preset: Preset, nproc: int) -> list[str]:
+    if nproc > 1:
+        return ["torchrun", "--standalone", f"--nproc_per_node={nproc}", "-m", CHILD_MODULE]
+    return [sys.executable, "-m", CHILD_MODULE]
+
+
+def base_model_checks(metadata: dict, ckpt_dir: Path, step: int) -> list[dg.AssetCheckResult]:
+    from nanochat_core.train import checkpoint as ckpt
+
+    def number(key):
+        value = metadata.get(key)
+        return getattr(value, "value", value)
+
+    loss, bpb = number("final_loss"), number("val_bpb")
+    finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (loss, bpb))
+    try:
+        ckpt.build_model(*ckpt.load_checkpoint(ckpt_dir, step)[::2], device="cpu")
+        loads, why = True, f"loaded {ckpt.model_path(ckpt_dir, step)}"
+    except Exception as e:  # any failure to load is what this check reports
+        loads, why = False, f"{type(e).__name__}: {e}"
+    return [
+        dg.AssetCheckResult(check_name="finite_loss_and_val_bpb", passed=finite,
+                            metadata={"final_loss": str(loss), "val_bpb": str(bpb)}),
+        dg.AssetCheckResult(check_name="checkpoint_loads", passed=loads, description=why),
+    ]
+
+
+def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, tokenizer_asset) -> list:
+    root = preset.root
+
+    @dg.asset(group_name="training", code_version="1", deps=[tokenizer_asset], partitions_def=partitions,
+              pool=TRAINING_POOL, automation_condition=AUTOMATION, check_specs=BASE_MODEL_CHECKS,
+              description="A base GPT for one depth x FLOP-budget cell (base_train, through Pipes).")
+    def base_model(context: dg.AssetExecutionContext, config: BaseTrainConfig,
+                   pipes_subprocess_client: dg.PipesSubprocessClient) -> dg.MaterializeResult:
+        cell = cell_from_key(partitions, context.partition_key)
+        require_files("base_model", tokenizer_files(settings.tokenizer_dir(root)), "tokenizer")
+        require_files("base_model", [settings.base_data_dir(root) / "manifest.json"], "shuffled_shards")
+        ckpt_dir = settings.base_checkpoints_dir(root) / cell.model_tag
+        resume = resumable_step(ckpt_dir)
+        if resume >= 0:
+            context.log.info(f"{cell.model_tag}: an interrupted run left a checkpoint at step {resume}; resuming from it")
+        command = child_command(preset, preset.nproc_per_node) + [
+            "--depth", str(cell.depth), "--target-flops", cell.flops_key, "--model-tag", cell.model_tag,
+            "--resume-from-step", str(resume), "--train-json", json.dumps(train_overrides(preset, config))]
+        try:
+            invocation = pipes_subprocess_client.run(command=command, context=context,
+                                                     env={"NANOCHAT_BASE_DIR": str(root)})
+        except dg.DagsterPipesExecutionError as e:
+            raise dg.Failure(
+                f"training {cell.model_tag} failed ({e}). If it was cancelled, its checkpoint is kept and the next "
+                "materialization of this cell resumes from it; otherwise see this step's stderr for the child's error."
+            ) from e
+        result = invocation.get_materialize_result()
+        from nanochat_core.train import checkpoint as ckpt
+        step = ckpt.find_last_step(ckpt_dir)
+        return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version,
+                                    check_results=base_model_checks(dict(result.metadata or {}), ckpt_dir, step))
+
+    return [base_model]

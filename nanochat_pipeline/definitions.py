@@ -1,0 +1,34 @@
+"""The Dagster definitions of the active preset (NANOCHAT_PRESET, default demo); workspace.yaml loads this."""
+from __future__ import annotations
+
+import dagster as dg
+
+from nanochat_pipeline.assets.chat import build_chat_assets
+from nanochat_pipeline.assets.data import build_data_assets
+from nanochat_pipeline.assets.scaling import build_scaling_assets
+from nanochat_pipeline.assets.training import build_training_assets
+from nanochat_pipeline.automation import build_automation_sensor
+from nanochat_pipeline.partitions import grid_partitions
+from nanochat_pipeline.presets import Preset, active_preset
+from nanochat_pipeline.schedules import build_scaling_schedule
+
+
+def build_definitions(preset: Preset) -> dg.Definitions:
+    partitions = grid_partitions(preset)
+    raw_corpus, shuffled_shards, tokenizer = build_data_assets(preset)
+    [base_model] = build_training_assets(preset, partitions, tokenizer)
+    [scaling_results] = build_scaling_assets(preset, partitions, base_model)
+    chat = build_chat_assets(preset, partitions, base_model)
+    grid_job = dg.define_asset_job("scaling_grid_job", selection=[base_model], partitions_def=partitions,
+                                   description="Train base_model cells of the grid (one run per cell).")
+    return dg.Definitions(
+        assets=[raw_corpus, shuffled_shards, tokenizer, base_model, scaling_results, *chat],
+        jobs=[grid_job],
+        schedules=[build_scaling_schedule(preset, partitions, grid_job)],
+        sensors=[build_automation_sensor()],
+        resources={"pipes_subprocess_client": dg.PipesSubprocessClient()},
+    )
+
+
+preset = active_preset()
+defs = build_definitions(preset)

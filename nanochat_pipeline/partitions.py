@@ -1,0 +1,39 @@
+"""The depth x FLOP-budget grid as a two-dimensional partitions definition (keys like `d4|1e13`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from nanochat_pipeline.presets import Preset
+
+
+def grid_partitions(preset: Preset) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition({
+        "depth": dg.StaticPartitionsDefinition(preset.depth_keys),
+        "flops": dg.StaticPartitionsDefinition(preset.flops_keys),
+    })
+
+
+@dataclass(frozen=True)
+class Cell:
+    depth: int
+    flops_key: str        # as written in the preset: names the model tag
+
+    @property
+    def target_flops(self) -> float:
+        return float(self.flops_key)
+
+    @property
+    def model_tag(self) -> str:
+        return f"d{self.depth}_{self.flops_key}"
+
+
+def cell_from_key(partitions: dg.MultiPartitionsDefinition, key: str | dg.MultiPartitionKey) -> Cell:
+    """The cell of a partition key, or a Failure naming the grid when the key is not in it."""
+    text = str(key)
+    valid = partitions.get_partition_keys()
+    if text not in valid:
+        raise dg.Failure(f"unknown partition key {text!r}: this preset's grid is {', '.join(valid)}")
+    dims = partitions.get_partition_key_from_str(text).keys_by_dimension
+    return Cell(depth=int(dims["depth"][1:]), flops_key=dims["flops"])

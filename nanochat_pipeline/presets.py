@@ -1,0 +1,113 @@
+"""Presets: the grid (depths x FLOP budgets) and per-stage settings, read from a TOML file.
+
+A preset is data, never code: adding a depth or a budget is an edit of the file. `--preset` (or
+NANOCHAT_PRESET) names a shipped preset (`demo`, `scaling`, `speedrun`) or a path to a user's file.
+Unknown keys are refused by name so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nanochat_core import settings
+from nanochat_core.train.args import build_parser
+
+SHIPPED_DIR = Path(__file__).parent / "presets"
+DEFAULT_PRESET = "demo"
+PRESET_ENV = "NANOCHAT_PRESET"
+
+CORPUS_KEYS = {"source", "max_bytes", "chars_per_shard", "row_group_size", "num_files", "input", "text_field", "seed"}
+TOKENIZER_KEYS = {"vocab_size", "max_chars", "doc_cap"}
+SYNTHETIC_KEYS = {"num", "seed"}
+# Flags the pipeline sets itself from the grid cell; a preset may not override them.
+CELL_FLAGS = {"depth", "target_flops", "model_tag", "resume_from_step"}
+TOP_KEYS = {"name", "depths", "flops", "schedule_cron", "corpus", "tokenizer", "synthetic", "train"}
+
+
+class PresetError(ValueError):
+    """A preset that cannot be used; the message names the file and the key at fault."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    path: Path
+    depth_keys: list[str]          # partition keys of the depth dimension: "d4"
+    flops_keys: list[str]          # partition keys of the flops dimension, as written: "2.15e18"
+    schedule_cron: str
+    corpus: dict = field(default_factory=dict)
+    tokenizer: dict = field(default_factory=dict)
+    synthetic: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)   # base_train overrides (python names)
+    nproc_per_node: int = 1
+
+    @property
+    def root(self) -> Path:
+        """$NANOCHAT_BASE_DIR/pipeline/<preset>/, laid out like $NANOCHAT_BASE_DIR."""
+        return settings.base_dir() / "pipeline" / self.name
+
+
+def resolve_preset_path(name_or_path: str) -> Path:
+    shipped = SHIPPED_DIR / f"{name_or_path}.toml"
+    if shipped.is_file():
+        return shipped
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    names = sorted(p.stem for p in SHIPPED_DIR.glob("*.toml"))
+    raise PresetError(f"preset {name_or_path!r}: neither a shipped preset ({', '.join(names)}) nor an existing file")
+
+
+def _check_keys(where: str, table: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise PresetError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _flops_key(path: Path, value) -> str:
+    text = str(value)
+    try:
+        number = float(text)
+    except ValueError:
+        raise PresetError(f"{path}: flops entry {value!r} is not a number (write e.g. \"1e13\" or \"2.15e18\")") from None
+    if not number > 0:
+        raise PresetError(f"{path}: flops entry {value!r} must be positive")
+    if any(bad in text for bad in ("|", ",", "[", "]", "...")):
+        raise PresetError(f"{path}: flops entry {value!r} contains a character partition keys cannot hold")
+    return text
+
+
+def load_preset(name_or_path: str) -> Preset:
+    path = resolve_preset_path(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise PresetError(f"{path}: not valid TOML: {e}") from None
+    _check_keys(str(path), data, TOP_KEYS)
+    for section, allowed in (("corpus", CORPUS_KEYS), ("tokenizer", TOKENIZER_KEYS), ("synthetic", SYNTHETIC_KEYS)):
+        _check_keys(f"{path} [{section}]", data.get(section, {}), allowed)
+    train = dict(data.get("train", {}))
+    nproc = int(train.pop("nproc_per_node", 1))
+    flag_names = {a.dest for a in build_parser()._actions if a.dest != "help"}
+    _check_keys(f"{path} [train] (base_train flags, python names)", train, flag_names - CELL_FLAGS)
+    depths = data.get("depths") or []
+    if not depths or not all(isinstance(d, int) and d > 0 for d in depths):
+        raise PresetError(f"{path}: depths must be a non-empty list of positive integers, got {depths!r}")
+    flops = data.get("flops") or []
+    if not flops:
+        raise PresetError(f"{path}: flops must be a non-empty list of budgets such as [\"1e13\"]")
+    name = data.get("name") or path.stem
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise PresetError(f"{path}: name {name!r} must be letters, digits, '-' or '_' (it names a folder)")
+    return Preset(
+        name=name, path=path, depth_keys=[f"d{d}" for d in depths], flops_keys=[_flops_key(path, f) for f in flops],
+        schedule_cron=data.get("schedule_cron", "0 3 * * 0"), corpus=data.get("corpus", {}),
+        tokenizer=data.get("tokenizer", {}), synthetic=data.get("synthetic", {}), train=train, nproc_per_node=nproc,
+    )
+
+
+def active_preset() -> Preset:
+    """The preset named by NANOCHAT_PRESET (the `run` command sets it from --preset), else demo."""
+    return load_preset(os.environ.get(PRESET_ENV) or DEFAULT_PRESET)
