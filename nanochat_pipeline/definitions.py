@@ -19,7 +19,7 @@ def build_definitions(preset: Preset) -> dg.Definitions:
     [base_model] = build_training_assets(preset, partitions, tokenizer)
     [scaling_results] = build_scaling_assets(preset, partitions, base_model)
     chat = build_chat_assets(preset, partitions, base_model)
-    grid_job = dg.define_asset_job("scaling_grid_job", selection=[base_model], partitions_def=partitions,
+    grid_job = dg.define_asset_job("scaling_grid_job", selection=[base_model],
                                    description="Train base_model cells of the grid (one run per cell).")
     return dg.Definitions(
         assets=[raw_corpus, shuffled_shards, tokenizer, base_model, scaling_results, *chat],

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 import dagster as dg
+from dagster._core.errors import DagsterPipesExecutionError  # not exported at top level in 1.13
 
 from nanochat_core import settings
 from nanochat_pipeline.assets.data import AUTOMATION, tokenizer_files
@@ -107,7 +108,7 @@ def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefiniti
         try:
             invocation = pipes_subprocess_client.run(command=command, context=context,
                                                      env={"NANOCHAT_BASE_DIR": str(root)})
-        except dg.DagsterPipesExecutionError as e:
+        except DagsterPipesExecutionError as e:
             raise dg.Failure(
                 f"training {cell.model_tag} failed ({e}). If it was cancelled, its checkpoint is kept and the next "
                 "materialization of this cell resumes from it; otherwise see this step's stderr for the child's error."

@@ -1,0 +1,126 @@
+"""A tiny cell through the real Pipes subprocess, unsynced detection, the schedule, blocking checks
+and bad input, on a real (temporary) Dagster instance."""
+import math
+import pytest
+import dagster as dg
+from dagster._core.definitions.data_version import StaleStatus
+
+from nanochat_pipeline.assets.scaling import results_csv
+from nanochat_pipeline.hashing import files_sha256
+from nanochat_pipeline.staleness import stale_resolver
+from nanochat_core import settings
+from nanochat_core.scaling import SCALING_COLUMNS, read_scaling_csv
+from test_pipeline_helpers import (DATA_ASSETS, failure_messages, latest_materialization, materialize, tiny_defs,
+                                   write_tiny_preset)
+
+pytestmark = pytest.mark.slow
+CELL, OTHER = "d1|2e9", "d1|4e9"
+
+
+@pytest.fixture
+def tiny(tmp_base_dir, tmp_path):
+    preset_path = write_tiny_preset(tmp_path)
+    defs, preset = tiny_defs(preset_path)
+    with dg.instance_for_test() as instance:
+        assert materialize(defs, instance, DATA_ASSETS).success
+        yield defs, preset, instance, tmp_path
+
+
+def status(defs, instance, asset, partition=None):
+    return stale_resolver(defs.resolve_asset_graph(), instance).get_status(dg.AssetKey(asset), partition)
+
+
+def test_cell_trains_through_pipes_and_feeds_the_csv(tiny):
+    defs, preset, instance, _ = tiny
+    result = materialize(defs, instance, ["base_model"], CELL)
+    assert result.success
+    mat = latest_materialization(instance, "base_model", CELL)
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    assert math.isfinite(meta["val_bpb"]) and meta["val_bpb"] > 0
+    assert meta["depth"] == 1 and meta["flops_budget"] == 2e9
+    assert meta["tokens_trained"] == meta["num_iterations"] * 256
+    assert "data:image/png;base64," in meta["loss_curve"]
+    ckpt = settings.base_checkpoints_dir(preset.root) / "d1_2e9"
+    model_file = ckpt / f"model_{meta['num_iterations']:06d}.pt"
+    # the data version is the checkpoint's content hash, reported by the child over Pipes
+    assert mat.tags["dagster/data_version"] == files_sha256([model_file])
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"finite_loss_and_val_bpb": True, "checkpoint_loads": True}
+
+    assert materialize(defs, instance, ["scaling_results"]).success
+    rows = read_scaling_csv(results_csv(preset))
+    assert results_csv(preset).read_text().splitlines()[0].split(",") == SCALING_COLUMNS
+    assert len(rows) == 1 and rows[0]["depth"] == 1 and rows[0]["val_bpb"] == pytest.approx(meta["val_bpb"])
+    assert rows[0]["core_score"] is None  # no CORE evaluator: the cell stays empty, never faked
+
+
+def test_unsynced_follows_tokenizer_content(tiny):
+    defs, preset, instance, tmp_path = tiny
+    assert materialize(defs, instance, ["base_model"], CELL).success
+    assert status(defs, instance, "base_model", CELL) == StaleStatus.FRESH
+    # Identical content (same corpus, same settings): the cell stays in sync.
+    assert materialize(defs, instance, ["tokenizer"]).success
+    assert status(defs, instance, "base_model", CELL) == StaleStatus.FRESH
+    # Other content (another vocabulary size, same preset name and folder): the cell goes unsynced.
+    changed, _ = tiny_defs(write_tiny_preset(tmp_path, vocab_size=300))
+    assert materialize(changed, instance, ["tokenizer"]).success
+    assert status(changed, instance, "base_model", CELL) == StaleStatus.STALE
+
+
+def test_schedule_requests_exactly_missing_and_unsynced_cells(tiny):
+    defs, preset, instance, tmp_path = tiny
+    assert materialize(defs, instance, ["base_model"], CELL).success
+    schedule = defs.get_schedule_def("scaling_grid_schedule")
+    import datetime
+    when = datetime.datetime(2026, 12, 6, 3, 0, tzinfo=datetime.timezone.utc)
+
+    def requested(d):
+        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
+                                        repository_def=d.get_repository_def())
+        return schedule.evaluate_tick(ctx).run_requests
+
+    runs = requested(defs)
+    assert [r.partition_key for r in runs] == [OTHER]  # CELL is up to date
+    assert runs[0].run_key == f"{OTHER}@20261206T0300"
+    assert [r.run_key for r in requested(defs)] == [runs[0].run_key]  # same tick, same key: idempotent
+    changed, _ = tiny_defs(write_tiny_preset(tmp_path, vocab_size=300))
+    assert materialize(changed, instance, ["tokenizer"]).success
+    assert sorted(r.partition_key for r in requested(changed)) == [CELL, OTHER]  # CELL now unsynced
+
+
+def test_failed_blocking_check_stops_downstream(tmp_base_dir, tmp_path):
+    # 265 tokens = the 256 bytes + 9 specials: no merges, ~1 byte/token, below the check's floor.
+    defs, _ = tiny_defs(write_tiny_preset(tmp_path, vocab_size=265))
+    with dg.instance_for_test() as instance:
+        assert materialize(defs, instance, ["raw_corpus", "shuffled_shards"]).success
+        result = materialize(defs, instance, ["tokenizer", "base_model"], CELL, raise_on_error=False)
+        assert not result.success
+        assert latest_materialization(instance, "tokenizer") is not None  # recorded, check failed
+        assert latest_materialization(instance, "base_model", CELL) is None  # never ran
+        failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+        assert failed == {"bytes_per_token_above_floor"}
+
+
+def test_missing_tokenizer_file_fails_clearly(tiny):
+    defs, preset, instance, _ = tiny
+    (settings.tokenizer_dir(preset.root) / "tokenizer.pkl").unlink()
+    result = materialize(defs, instance, ["base_model"], CELL, raise_on_error=False)
+    assert not result.success
+    assert "missing on disk" in failure_messages(result) and "Materialize `tokenizer` again" in failure_messages(result)
+    assert latest_materialization(instance, "base_model", CELL) is None
+
+
+def test_crashing_child_fails_clearly_and_records_nothing(tiny):
+    defs, _, instance, _ = tiny
+    config = {"ops": {"base_model": {"config": {"device_type": "no-such-device"}}}}
+    result = materialize(defs, instance, ["base_model"], CELL, raise_on_error=False, run_config=config)
+    assert not result.success
+    assert "training d1_2e9 failed" in failure_messages(result)
+    assert latest_materialization(instance, "base_model", CELL) is None
+
+
+def test_unlanded_sft_fails_with_a_message_not_a_fake_result(tiny):
+    defs, _, instance, _ = tiny
+    result = materialize(defs, instance, ["sft_model"], CELL, raise_on_error=False)
+    assert not result.success and "SFT trainer has not landed yet" in failure_messages(result)
+    assert latest_materialization(instance, "sft_model", CELL) is None
