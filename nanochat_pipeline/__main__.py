@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nanochat_pipeline: error: {e}", file=sys.stderr)
         return 2
     os.environ[PRESET_ENV] = name  # definitions read the preset from here, as `dagster dev` does
-    from nanochat_pipeline.instance_home import ensure_dagster_home
+    from nanochat_pipeline.instance_home import ensure_dagster_home, ensure_training_pool
 
     ensure_dagster_home()
     import dagster as dg
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from nanochat_pipeline.main_job import run_main_job
 
     with dg.DagsterInstance.get() as instance:
+        ensure_training_pool(instance)
         return run_main_job(definitions.defs, definitions.preset, instance)
 
 
