@@ -6,11 +6,16 @@ from pathlib import Path
 import dagster as dg
 
 from nanochat_core.scaling import SCALING_COLUMNS, write_scaling_csv
-from nanochat_pipeline.assets.data import AUTOMATION
 from nanochat_pipeline.hashing import files_sha256
 from nanochat_pipeline.pictures import bpb_vs_flops_png, markdown_image
 from nanochat_pipeline.presets import Preset
 
+# Not eager(): eager waits while any grid cell is missing, and a grid is rarely complete. Refresh
+# whenever a cell was updated and no cell is still training (a backfill's last run has finished).
+SCALING_AUTOMATION = (
+    (dg.AutomationCondition.any_deps_updated() | dg.AutomationCondition.code_version_changed())
+    & ~dg.AutomationCondition.any_deps_in_progress() & ~dg.AutomationCondition.in_progress()
+)
 SCALING_CHECK = dg.AssetCheckSpec("csv_matches_cells", asset="scaling_results", blocking=False)
 
 
@@ -37,7 +42,7 @@ def row_from_metadata(metadata: dict) -> dict:
 
 
 def build_scaling_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, base_model_asset) -> list:
-    @dg.asset(group_name="scaling", code_version="1", deps=[base_model_asset], automation_condition=AUTOMATION,
+    @dg.asset(group_name="scaling", code_version="1", deps=[base_model_asset], automation_condition=SCALING_AUTOMATION,
               check_specs=[SCALING_CHECK],
               description="nanochat's scaling CSV (+ param_data_ratio), one row per materialized base_model cell.")
     def scaling_results(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
