@@ -29,7 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     from nanochat_pipeline.instance_home import ensure_dagster_home, ensure_training_pool
 
     ensure_dagster_home()
+    import warnings
+
     import dagster as dg
+
+    # Dagster's own Pipes internals use a preview API; the warning says nothing to a pipeline user.
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     from nanochat_pipeline import definitions
     from nanochat_pipeline.main_job import run_main_job
 
