@@ -38,14 +38,13 @@ def tiny_args(**overrides):
 
 
 def test_cli_run_writes_checkpoint_and_nanochat_log_lines(base, capsys):
-    rc = base_train.main(TINY_FLAGS + ["--num-iterations", "4", "--eval-every", "2", "--core-metric-every", "2"])
+    rc = base_train.main(TINY_FLAGS + ["--num-iterations", "4", "--eval-every", "2"])
     out = capsys.readouterr().out
     assert rc == 0
     steps = [m.groups() for line in out.splitlines() if (m := STEP_LINE.match(line))]
     assert [s[0] for s in steps] == ["00000", "00001", "00002", "00003"]
     assert steps[1][1:] == ("00004", "25.00")
     assert [m.group(1) for line in out.splitlines() if (m := VAL_LINE.match(line))] == ["00000", "00002", "00004"]
-    assert "CORE metric is not available yet" in out
     assert "torch.compile: off (auto:" in out  # a tiny CPU run would not repay compiling
     ckpt_dir = base / "base_checkpoints" / "d2"
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["meta_000004.json", "model_000004.pt",
@@ -165,12 +164,11 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(base):
 def test_base_eval_bpb_and_samples(base, capsys):
     assert base_train.main(TINY_FLAGS + ["--num-iterations", "2", "--eval-every", "-1"]) == 0
     capsys.readouterr()
-    rc = base_eval.main(["--eval", "core,bpb,sample", "--device-batch-size", "4", "--split-tokens", "600",
-                         "--device-type", "cpu"])
+    rc = base_eval.main(["--eval", "bpb,sample", "--device-batch-size", "4", "--split-tokens", "600",
+                         "--device-type", "cpu"])  # --eval core: tests/test_core_eval.py
     out = capsys.readouterr().out
     assert rc == 0
     assert re.search(r"^train bpb: \d+\.\d{6}$", out, re.M) and re.search(r"^val bpb: \d+\.\d{6}$", out, re.M)
-    assert "CORE metric is not available yet" in out
     assert "The capital of France is" in out
     assert base_eval.main(["--eval", "bpb", "--model-tag", "d7"]) == 1
     assert "no checkpoint folder" in capsys.readouterr().err

@@ -1,8 +1,9 @@
 """`python -m nanochat_core.cli.base_eval`: evaluate a base checkpoint (nanochat's scripts/base_eval.py).
 
 Modes (--eval, comma-separated): `bpb` prints `train bpb: X` and `val bpb: X` over --split-tokens
-from fresh loaders; `sample` prints greedy completions of fixed prompts; `core` runs CORE once the
-evaluation issue provides it (until then it says it is not available and the other modes still run).
+from fresh loaders; `sample` prints greedy completions of fixed prompts; `core` runs CORE over the eval
+bundle in --bundle-dir (downloaded when absent), writes base_eval/<tag>_<step:06d>.csv and .json and adds
+core_score to the checkpoint's meta json.
 Works under torchrun too (bpb is summed across ranks).
 """
 from __future__ import annotations
@@ -22,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device-batch-size", type=int, default=32, help="rows per device per forward")
     p.add_argument("--split-tokens", type=int, default=40 * 524288, help="tokens per split for bpb")
     p.add_argument("--max-per-task", type=int, default=-1, help="CORE examples per task (-1 = all)")
+    p.add_argument("--bundle-dir", type=str, default=None,
+                   help="folder holding core.yaml (default $NANOCHAT_BASE_DIR/eval_bundle; downloaded when absent)")
     p.add_argument("--device-type", type=str, default="auto", help="cuda | cpu | mps | auto (detect)")
     return p
 
@@ -56,6 +59,23 @@ def eval_bpb(model, meta, tokenizer, args, info) -> dict[str, float]:
     return results
 
 
+def eval_core(evaluator, model, meta, tokenizer, args, info) -> None:
+    from nanochat_core import settings
+    from nanochat_core.device import print0
+    from nanochat_core.evaluation.core import record_core_score, write_results
+    from nanochat_core.train.checkpoint import checkpoint_dir, find_largest_model_tag, meta_path
+
+    # every rank scores the whole bundle (no collectives inside); rank 0 alone logs and writes
+    log = print0 if info.is_master else (lambda *a, **k: None)
+    result = evaluator(model, tokenizer, info.device, max_per_task=args.max_per_task, bundle_dir=args.bundle_dir,
+                       batch_size=args.device_batch_size, context=meta["max_seq_len"], log=log)
+    if info.is_master:
+        tag = args.model_tag or find_largest_model_tag()
+        csv_path, json_path = write_results(result, settings.base_eval_dir(), tag, meta["step"])
+        record_core_score(meta_path(checkpoint_dir(tag), meta["step"]), result)
+        print0(f"Wrote {csv_path} and {json_path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -78,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 if evaluator is None:
                     print0(f"{NOT_AVAILABLE}: skipping --eval core")
                 else:
-                    result = evaluator(model, tokenizer, info.device, max_per_task=args.max_per_task)
-                    print0(f"CORE metric: {result['core_metric']:.4f}")
+                    eval_core(evaluator, model, meta, tokenizer, args, info)
             if "bpb" in modes:
                 eval_bpb(model, meta, tokenizer, args, info)
             if "sample" in modes and info.is_master:

@@ -101,6 +101,7 @@ class BaseTrainer:
         self.loader_state = loader_state  # the position after the last batch the model trained on
         self.tracker = make_tracker(args.run, vars(args), info.is_master)
         self.core_fn = self._find_core_metric() if args.core_metric_every > 0 else None
+        self.core_at: tuple[int, float | None, bool] | None = None  # (step, score, partial) of the latest CORE
 
     # ---- set-up -----------------------------------------------------------------------------
     def _plan(self):
@@ -198,6 +199,14 @@ class BaseTrainer:
         evaluator = find_core_evaluator()
         if evaluator is None:
             print0(f"{NOT_AVAILABLE}: --core-metric-every {self.args.core_metric_every} is ignored for this run")
+        else:
+            from nanochat_core.evaluation.core_bundle import ensure_bundle
+
+            # fetch (or fail on) the bundle before training, not at the first CORE step; rank 0 only, then wait
+            if self.info.is_master:
+                ensure_bundle()
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.barrier()
         return evaluator
 
     # ---- periodic work ----------------------------------------------------------------------
@@ -227,10 +236,15 @@ class BaseTrainer:
 
     def core_metric(self, step: int) -> None:
         self.orig_model.eval()
+        from nanochat_core.evaluation.core import format_core
+
+        # per-task lines only from rank 0; the Step line below is the one to grep
         result = self.core_fn(self.orig_model, self.tokenizer, self.device,
-                              max_per_task=self.args.core_metric_max_per_task)
+                              max_per_task=self.args.core_metric_max_per_task,
+                              batch_size=self.device_batch_size, context=self.seq_len, log=print0)
         self.orig_model.train()
-        print0(f"Step {step:05d} | CORE metric: {result['core_metric']:.4f}")
+        self.core_at = (step, result["core_metric"], result["partial"])
+        print0(f"Step {step:05d} | CORE metric: {format_core(result)}")
         self._report({"step": step, "core_metric": result["core_metric"]})
 
     def sample(self) -> None:
@@ -252,6 +266,8 @@ class BaseTrainer:
             "flops_per_token": self.plan.flops_per_token, "tokens_trained": step * self.total_batch_size,
             "horizon_source": self.plan.horizon_source,
         }
+        if self.core_at is not None and self.core_at[0] == step:  # only a score of these very weights
+            meta["core_score"], meta["core_partial"] = self.core_at[1:]
         ckpt.save_checkpoint(self.ckpt_dir, step, self.orig_model.state_dict(), self.optimizer.state_dict(),
                              meta, rank=self.info.rank)
         print0(f"Saved checkpoint {ckpt.meta_path(self.ckpt_dir, step)}")
@@ -362,4 +378,5 @@ class BaseTrainer:
             "grad_accum_steps": self.grad_accum, "world_size": self.info.world_size,
             "horizon_source": self.plan.horizon_source, "model_tag": self.args.model_tag,
             "checkpoint_dir": str(self.ckpt_dir),
+            "core_score": self.core_at[1] if self.core_at else None, "core_partial": self.core_at[2] if self.core_at else None,
         }

@@ -1,0 +1,114 @@
+"""The CORE eval bundle: find it, or download and extract it (facts §6).
+
+nanochat publishes no checksum, so the sha256 of the zip we got is recorded next to it
+(`eval_bundle.zip.json`) for provenance. The download resumes a partial `.part` file with an HTTP
+Range request; extraction happens in a temporary folder beside the target and is renamed into place,
+so an interrupted run never leaves a half-extracted bundle that looks complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+from nanochat_core.atomic import write_json_atomic
+
+BUNDLE_URL = "https://karpathy-public.s3.us-west-2.amazonaws.com/eval_bundle.zip"
+URL_ENV = "NANOCHAT_EVAL_BUNDLE_URL"  # tests and mirrors point this elsewhere
+CONFIG_NAME = "core.yaml"
+
+
+def bundle_url() -> str:
+    return os.environ.get(URL_ENV) or BUNDLE_URL
+
+
+def ensure_bundle(bundle_dir: str | os.PathLike | None = None) -> Path:
+    """The folder holding core.yaml; downloaded and extracted first when it is absent."""
+    from nanochat_core import settings
+
+    bundle_dir = Path(bundle_dir) if bundle_dir is not None else settings.eval_bundle_dir()
+    if (bundle_dir / CONFIG_NAME).is_file():
+        return bundle_dir
+    if bundle_dir.exists() and any(bundle_dir.iterdir()):
+        raise FileNotFoundError(f"{bundle_dir} exists but has no {CONFIG_NAME}: not an eval bundle "
+                                "(remove it to download the bundle, or pass the right --bundle-dir)")
+    zip_path = bundle_dir.parent / f"{bundle_dir.name}.zip"
+    if not zip_path.is_file():
+        download(bundle_url(), zip_path)
+    extract(zip_path, bundle_dir)
+    return bundle_dir
+
+
+def download(url: str, dest: Path, chunk_size: int = 1 << 20) -> str:
+    """Fetch `url` to `dest` (resuming `dest.part`), record its sha256 beside it, return the digest."""
+    import httpx
+    from tqdm import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    try:
+        with httpx.stream("GET", url, headers=headers, follow_redirects=True, timeout=60.0) as resp:
+            if resp.status_code == 416:  # the part file already holds everything
+                total = have
+            else:
+                resp.raise_for_status()
+                if have and resp.status_code != 206:  # server ignored Range: start over
+                    have = 0
+                length = resp.headers.get("content-length")
+                total = have + int(length) if length is not None else None
+                with open(part, "ab" if have else "wb") as f, \
+                        tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=f"eval bundle {dest.name}") as bar:
+                    for chunk in resp.iter_bytes(chunk_size):
+                        f.write(chunk)
+                        bar.update(len(chunk))
+    except httpx.HTTPError as exc:
+        raise RuntimeError(f"downloading the eval bundle from {url} failed: {exc} (partial data kept in {part}; "
+                           f"set {URL_ENV} for a mirror, or put an extracted bundle in place)") from exc
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise RuntimeError(f"downloading {url}: got {size} of {total} bytes (kept in {part}; run again to resume)")
+    digest = sha256_file(part)
+    os.replace(part, dest)
+    write_json_atomic(dest.with_name(dest.name + ".json"), {"url": url, "sha256": digest, "bytes": size})
+    return digest
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def extract(zip_path: Path, bundle_dir: Path) -> None:
+    """Unzip into a temp folder beside `bundle_dir`, then rename the folder holding core.yaml into place.
+    nanochat's zip wraps everything in one top-level `eval_bundle/`; a zip without the wrapper works too."""
+    bundle_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.extract-", dir=bundle_dir.parent))
+    try:
+        try:
+            with zipfile.ZipFile(zip_path) as zf:
+                zf.extractall(tmp)
+        except zipfile.BadZipFile as exc:
+            raise RuntimeError(f"{zip_path} is not a valid zip ({exc}); delete it to download again") from exc
+        found = sorted(p.parent for p in tmp.rglob(CONFIG_NAME))
+        if not found:
+            raise RuntimeError(f"{zip_path} holds no {CONFIG_NAME}: not an eval bundle")
+        if bundle_dir.exists():
+            bundle_dir.rmdir()  # empty (ensure_bundle refuses a non-empty one)
+        os.replace(found[0], bundle_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bundle_provenance(bundle_dir: Path) -> dict | None:
+    """The recorded url/sha256 of the zip this bundle came from, when we downloaded it."""
+    record = bundle_dir.parent / f"{bundle_dir.name}.zip.json"
+    return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
