@@ -131,8 +131,10 @@ def test_missing_data_file_is_skipped_and_marks_core_partial(tmp_path):
 def test_overlong_prompts_are_cropped_from_the_left_and_counted(tmp_path):
     long_rows = [{"context": "a" * 200 + " q", "continuation": "gg"}, {"context": "say q", "continuation": "gg"}]
     bundle = write_bundle(tmp_path / "b", tasks=[("lm", "lm.jsonl", "language_modeling", 0, 0.0, long_rows)])
-    result = evaluate_model(BigramStub(), CharTokenizer(), "cpu", bundle_dir=bundle, context=32, log=lambda *a: None)
+    logged = []
+    result = evaluate_model(BigramStub(), CharTokenizer(), "cpu", bundle_dir=bundle, context=32, log=logged.append)
     assert result["cropped_prompts"] == 1 and result["tasks"]["lm"]["accuracy"] == 1.0  # the span survived
+    assert "CORE: 1 prompt(s) cropped from the left to the 32-token context; 0 example(s) left out" in logged[-2]
 
     spec = load_tasks(bundle)[0]
     rows = load_rows(spec.data_path, -1)
@@ -147,7 +149,7 @@ def test_overlong_prompts_are_cropped_from_the_left_and_counted(tmp_path):
     bundle = write_bundle(tmp_path / "c", tasks=[("lm", "lm.jsonl", "language_modeling", 0, 0.0, too_long)])
     result = evaluate_model(BigramStub(), CharTokenizer(), "cpu", bundle_dir=bundle, context=32, log=lambda *a: None)
     task = result["tasks"]["lm"]
-    assert task["skipped"] and task["unscorable_examples"] == 1 and "does not fit the 32-token context" in task["reason"]
+    assert result["unscorable_examples"] == 1 and task["skipped"] and task["unscorable_examples"] == 1 and "does not fit the 32-token context" in task["reason"]
     assert result["partial"] and result["core_metric"] is None and format_core(result).startswith("n/a")
 
 
@@ -289,3 +291,23 @@ def test_base_train_and_base_eval_core_end_to_end(tmp_path, monkeypatch, capsys)
     assert lines[0] == "Task,Accuracy,Centered" and lines[2] == "winograd,," and lines[-1].startswith("CORE (partial),,")
     meta = json.loads(meta_file.read_text())
     assert meta["core_score"] == data["core"] and meta["core_partial"] is True
+
+
+def test_batched_scoring_matches_one_row_at_a_time_on_a_real_gpt():
+    from nanochat_core.evaluation.core_scoring import Row, score_rows
+    from nanochat_core.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(sequence_len=64, vocab_size=300, n_layer=2, n_head=2, n_kv_head=2, n_embd=64))
+    model.init_weights()
+    torch.nn.init.normal_(model.lm_head.weight, std=0.5)  # non-trivial logits
+    model.eval()
+    gen = random.Random(0)
+    rows = []
+    for n in (5, 17, 9, 40, 12, 3):
+        tokens = [BOS] + [gen.randrange(256) for _ in range(n - 1)]
+        rows.append(Row(tokens, max(1, n - 4), n, False))
+    batched = score_rows(model, rows, BOS, "cpu", batch_size=4)
+    single = [score_rows(model, [r], BOS, "cpu", batch_size=1)[0] for r in rows]
+    assert [e for _, e in batched] == [e for _, e in single]
+    assert [loss for loss, _ in batched] == pytest.approx([loss for loss, _ in single], rel=1e-5)

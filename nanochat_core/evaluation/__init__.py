@@ -1,1 +1,1 @@
-"""Evaluation: bits per byte here; CORE and the chat tasks come with the evaluation issue."""
+"""Evaluation: bits per byte (bpb) and CORE (core*); the chat tasks come with the evaluation issue."""

@@ -24,7 +24,7 @@ def evaluate_model(model, tokenizer, device, max_per_task: int = -1, bundle_dir=
     when no task could be scored. `context` defaults to the model's sequence_len."""
     bundle = ensure_bundle(bundle_dir)
     context = context or model.config.sequence_len
-    tasks, skipped, cropped = {}, [], 0
+    tasks, skipped, cropped, unscorable = {}, [], 0, 0
     for spec in load_tasks(bundle):
         t0 = time.time()
         if not spec.data_path.is_file():
@@ -35,17 +35,23 @@ def evaluate_model(model, tokenizer, device, max_per_task: int = -1, bundle_dir=
             continue
         result = evaluate_task(model, tokenizer, device, spec, max_per_task, batch_size, context)
         cropped += result["cropped_prompts"]
+        unscorable += result["unscorable_examples"]
         tasks[spec.label] = result
         if result["skipped"]:
             skipped.append(spec.label)
             log(f"{spec.label}: skipped ({result['reason']})")
         else:
             log(f"{spec.label}: accuracy {result['accuracy']:.4f} | centered {result['centered']:.4f} | "
-                f"{result['examples']} examples | {time.time() - t0:.1f}s")
+                f"{result['examples']} examples | {result['cropped_prompts']} prompts cropped | {time.time() - t0:.1f}s"
+                + (f" | {result['unscorable_reason']}" if result["unscorable_examples"] else ""))
     scored = [t["centered"] for t in tasks.values() if not t["skipped"]]
     out = {"core_metric": sum(scored) / len(scored) if scored else None, "partial": bool(skipped),
-           "skipped": skipped, "tasks": tasks, "cropped_prompts": cropped, "context": context,
+           "skipped": skipped, "tasks": tasks, "cropped_prompts": cropped,
+           "unscorable_examples": unscorable, "context": context,
            "max_per_task": max_per_task, "bundle_dir": str(bundle), "bundle": bundle_provenance(bundle)}
+    if cropped or unscorable:
+        log(f"CORE: {cropped} prompt(s) cropped from the left to the {context}-token context; "
+            f"{unscorable} example(s) left out (scored span longer than the context, or empty)")
     log(f"CORE metric: {format_core(out)}")
     return out
 
@@ -105,7 +111,8 @@ def write_results(result: dict, out_dir: Path, model_tag: str, step: int) -> tup
     write_text_atomic(csv_path, buf.getvalue())
     write_json_atomic(json_path, {"model_tag": model_tag, "step": step, "core": result["core_metric"],
                                   "partial": result["partial"], "skipped": result["skipped"],
-                                  "cropped_prompts": result["cropped_prompts"], "tasks": result["tasks"],
+                                  "cropped_prompts": result["cropped_prompts"],
+                                  "unscorable_examples": result["unscorable_examples"], "tasks": result["tasks"],
                                   "context": result["context"], "max_per_task": result["max_per_task"],
                                   "bundle_dir": result["bundle_dir"], "bundle": result["bundle"]})
     return csv_path, json_path

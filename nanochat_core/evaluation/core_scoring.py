@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from nanochat_core.evaluation.core_tasks import Example
 
+WIDTH_STEP = 64
+
 
 @dataclass
 class Row:
@@ -40,13 +42,15 @@ def crop_example(ex: Example, context: int) -> list[Row] | None:
 
 @torch.inference_mode()
 def score_rows(model, rows: list[Row], pad_id: int, device, batch_size: int) -> list[tuple[float, bool]]:
-    """(mean span loss, greedy-exact) per row, `batch_size` rows per forward pass, padded right with pad_id.
+    """(mean span loss, greedy-exact) per row, `batch_size` rows per forward pass, padded right with pad_id
+    (causal attention: padding after a row's tokens cannot change their logits).
     Rows are sorted by length first so each batch pads little; results come back in input order."""
     order = sorted(range(len(rows)), key=lambda i: len(rows[i].tokens))
     out: list[tuple[float, bool] | None] = [None] * len(rows)
     for b in range(0, len(order), batch_size):
         chunk = [rows[i] for i in order[b:b + batch_size]]
-        width = max(len(r.tokens) for r in chunk)
+        # widths rounded up to a multiple of WIDTH_STEP: few distinct shapes, so few cached attention masks
+        width = -(-max(len(r.tokens) for r in chunk) // WIDTH_STEP) * WIDTH_STEP
         idx = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         targets = torch.full((len(chunk), width), -1, dtype=torch.long)  # -1: not in a scored span
         for j, r in enumerate(chunk):
