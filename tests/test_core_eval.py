@@ -270,6 +270,11 @@ def test_base_train_and_base_eval_core_end_to_end(tmp_path, monkeypatch, capsys)
 
     root = build_base(tmp_path / "base")
     monkeypatch.setenv("NANOCHAT_BASE_DIR", str(root))
+    monkeypatch.setenv(core_bundle.URL_ENV, "http://127.0.0.1:1/eval_bundle.zip")  # nothing listens there
+    assert base_train.main(TINY_FLAGS + ["--num-iterations", "2", "--core-metric-every", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "downloading the eval bundle from http://127.0.0.1:1/" in err and "--core-metric-every -1" in err
+    assert not (root / "base_checkpoints").exists()  # refused before training, not at the first CORE step
     write_bundle(root / "eval_bundle", tasks=TEXT_TASKS)  # base_train's periodic CORE reads the default folder
     rc = base_train.main(TINY_FLAGS + ["--num-iterations", "2", "--eval-every", "-1", "--core-metric-every", "2",
                                        "--core-metric-max-per-task", "2"])

@@ -204,7 +204,10 @@ class BaseTrainer:
 
             # fetch (or fail on) the bundle before training, not at the first CORE step; rank 0 only, then wait
             if self.info.is_master:
-                ensure_bundle()
+                try:
+                    ensure_bundle()
+                except (RuntimeError, FileNotFoundError) as exc:
+                    raise RuntimeError(f"{exc}; or turn periodic CORE off with --core-metric-every -1") from exc
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.barrier()
         return evaluator
