@@ -63,12 +63,13 @@ def eval_core(evaluator, model, meta, tokenizer, args, info) -> None:
     from nanochat_core import settings
     from nanochat_core.device import print0
     from nanochat_core.evaluation.core import record_core_score, write_results
+    from nanochat_core.evaluation.core_bundle import ensure_bundle_distributed
     from nanochat_core.train.checkpoint import checkpoint_dir, find_largest_model_tag, meta_path
 
-    # every rank scores the whole bundle (no collectives inside); rank 0 alone logs and writes
-    log = print0 if info.is_master else (lambda *a, **k: None)
-    result = evaluator(model, tokenizer, info.device, max_per_task=args.max_per_task, bundle_dir=args.bundle_dir,
-                       batch_size=args.device_batch_size, context=meta["max_seq_len"], log=log)
+    bundle = ensure_bundle_distributed(args.bundle_dir, info.is_master)
+    # every rank scores the whole bundle (no collectives inside); rank 0 alone logs (print0) and writes
+    result = evaluator(model, tokenizer, info.device, max_per_task=args.max_per_task, bundle_dir=bundle,
+                       batch_size=args.device_batch_size, context=meta["max_seq_len"], log=print0)
     if info.is_master:
         tag = args.model_tag or find_largest_model_tag()
         csv_path, json_path = write_results(result, settings.base_eval_dir(), tag, meta["step"])

@@ -43,6 +43,18 @@ def ensure_bundle(bundle_dir: str | os.PathLike | None = None) -> Path:
     return bundle_dir
 
 
+def ensure_bundle_distributed(bundle_dir: str | os.PathLike | None, is_master: bool) -> Path:
+    """ensure_bundle on rank 0 only, the other ranks waiting at a barrier: one download, never racing writers."""
+    import torch.distributed as dist
+
+    from nanochat_core import settings
+
+    path = ensure_bundle(bundle_dir) if is_master else Path(bundle_dir or settings.eval_bundle_dir())
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    return path
+
+
 def download(url: str, dest: Path, chunk_size: int = 1 << 20) -> str:
     """Fetch `url` to `dest` (resuming `dest.part`), record its sha256 beside it, return the digest."""
     import httpx

@@ -200,16 +200,12 @@ class BaseTrainer:
         if evaluator is None:
             print0(f"{NOT_AVAILABLE}: --core-metric-every {self.args.core_metric_every} is ignored for this run")
         else:
-            from nanochat_core.evaluation.core_bundle import ensure_bundle
+            from nanochat_core.evaluation.core_bundle import ensure_bundle_distributed
 
-            # fetch (or fail on) the bundle before training, not at the first CORE step; rank 0 only, then wait
-            if self.info.is_master:
-                try:
-                    ensure_bundle()
-                except (RuntimeError, FileNotFoundError) as exc:
-                    raise RuntimeError(f"{exc}; or turn periodic CORE off with --core-metric-every -1") from exc
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.barrier()
+            try:  # fetch (or fail on) the bundle before training, not at the first CORE step
+                ensure_bundle_distributed(None, self.info.is_master)
+            except (RuntimeError, FileNotFoundError) as exc:
+                raise RuntimeError(f"{exc}; or turn periodic CORE off with --core-metric-every -1") from exc
         return evaluator
 
     # ---- periodic work ----------------------------------------------------------------------
