@@ -45,16 +45,16 @@ def param_data_ratio(row: dict) -> float | None:
     return None if not n or tokens is None else tokens / n
 
 
-def row_from_training(flops_budget: float, depth: int, model_dim: int, summary: dict,
-                      core_score: float | None = None) -> dict:
-    """One CSV row from train_base's returned summary (recorded metrics, never log greps: facts §9)."""
+def row_from_training(flops_budget: float, depth: int, model_dim: int, summary: dict) -> dict:
+    """One CSV row from train_base's returned summary (recorded metrics, never log greps: facts §9).
+    core_score is the summary's latest CORE (None, an empty cell, when no CORE ran)."""
     counts = summary["param_counts"]
     row = {
         "flops_budget": float(flops_budget), "depth": depth, "model_dim": model_dim,
         "params_wte": counts["wte"], "params_value_embeds": counts["value_embeds"], "params_lm_head": counts["lm_head"],
         "params_transformer": counts["transformer_matrices"], "params_scalars": counts["scalars"],
         "params_total": counts["total"], "num_iterations": summary["step"],
-        "tokens_trained": summary["tokens_trained"], "val_bpb": summary.get("val_bpb"), "core_score": core_score,
+        "tokens_trained": summary["tokens_trained"], "val_bpb": summary.get("val_bpb"), "core_score": summary.get("core_score"),
         # nanochat's time excludes the warm-up steps; fall back to the full wall time if that is all we have.
         "train_time_sec": summary.get("total_training_time") or summary.get("training_seconds"),
     }

@@ -182,8 +182,9 @@ def test_row_from_training_summary(tmp_path):
 
     summary = {"param_counts": {"wte": 10, "value_embeds": 20, "lm_head": 30, "transformer_matrices": 70,
                                 "scalars": 2, "total": 132}, "step": 5, "tokens_trained": 1000, "val_bpb": 1.2,
-               "total_training_time": 3.5, "training_seconds": 4.0}
-    row = row_from_training(1e15, 2, 128, summary, core_score=0.01)
+               "total_training_time": 3.5, "training_seconds": 4.0, "core_score": 0.01}
+    row = row_from_training(1e15, 2, 128, summary)
+    assert row["core_score"] == 0.01 and row_from_training(1e15, 2, 128, {**summary, "core_score": None})["core_score"] is None
     assert row["params_transformer"] == 70 and row["param_data_ratio"] == 10.0 and row["train_time_sec"] == 3.5
     back = read_scaling_csv(write_scaling_csv([row], tmp_path / "r.csv"))[0]
     assert {k: v for k, v in back.items() if k != "_line"} == row
