@@ -31,10 +31,11 @@ from nanochat_core.train.tracking import check_tracking_available, make_tracker
 EMA_BETA = 0.9  # smoothing of the logged train loss (debiased), as nanochat
 UNTIMED_STEPS = 10  # nanochat leaves the first steps (compilation, warm-up) out of "total time"
 # --compile auto on CPU. Measured by benchmarks/bench_base_train.py (d4, seq 512, batch 8192, 2 cores,
-# peak probe 286 GFLOP/s): eager 2,651 tok/s, compiled 4,077 tok/s (x1.54); compiling costs ~22 s more
-# than eager's own warm-up, so it breaks even near 20 steps, i.e. ~18 s of compute at peak. A 30-step
-# run (27 s at peak) already finished faster compiled (102 s vs 110 s). Tiny runs would only pay the cost.
-CPU_COMPILE_MIN_SECONDS = 20.0
+# fp32 peak probe ~300 GFLOP/s, cold inductor cache): eager 3,894 tok/s, compiled 3,923-4,440 tok/s
+# (x1.01-1.20 once the allocator keeps freed memory, see cpu_allocator.py), while a cold compile adds
+# ~35 s: a 30-step run took 111 s compiled vs 73 s eager. Even at the best gain compiling breaks even
+# only after ~90 such steps (~80 s of compute at peak), so auto compiles on CPU only for long runs.
+CPU_COMPILE_MIN_SECONDS = 300.0
 
 
 @dataclasses.dataclass
