@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from nanochat_core.train import checkpoint as ckpt
     from nanochat_core.train.args import make_args
     from nanochat_core.train.base_trainer import train_base
-    from nanochat_pipeline.hashing import files_sha256
+    from nanochat_core.file_hash import files_sha256
 
     cli = build_parser().parse_args(argv)
     is_rank0 = os.environ.get("RANK", "0") == "0"

@@ -8,3 +8,15 @@ def tmp_base_dir(tmp_path, monkeypatch):
     base.mkdir()
     monkeypatch.setenv("NANOCHAT_BASE_DIR", str(base))
     return base
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP threads that
+    wait on each other make these tests several times slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

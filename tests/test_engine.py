@@ -7,14 +7,7 @@ from nanochat_core.engine import generate, generate_tokens
 from nanochat_core.model import GPT, GPTConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP threads that
-    wait on each other make these tests several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def model_():

@@ -6,14 +6,7 @@ from nanochat_core.kv_cache import KVCache
 from nanochat_core.model import GPT, GPTConfig, StateDictMismatchError, clean_state_dict, compute_window_sizes
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP threads that
-    wait on each other make these tests several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = dict(sequence_len=64, vocab_size=300, n_layer=2, n_head=4, n_kv_head=4, n_embd=64, window_pattern="SSSL")
 

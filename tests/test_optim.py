@@ -12,14 +12,7 @@ import torch.multiprocessing as mp
 from nanochat_core.optim import MuonAdamW, muon_update_, normuon_scale, polar_express
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP threads that
-    wait on each other make these tests several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_adamw_matches_torch():

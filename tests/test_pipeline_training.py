@@ -6,7 +6,7 @@ import dagster as dg
 from dagster._core.definitions.data_version import StaleStatus
 
 from nanochat_pipeline.assets.scaling import results_csv
-from nanochat_pipeline.hashing import files_sha256
+from nanochat_core.file_hash import files_sha256
 from nanochat_pipeline.staleness import stale_resolver
 from nanochat_core import settings
 from nanochat_core.scaling import SCALING_COLUMNS, read_scaling_csv

@@ -27,14 +27,6 @@ class ShardInfo:
     sha256: str
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def shards_sha256(shards: list[ShardInfo]) -> str:
     """One hash for the whole folder: changes if any shard's bytes, name or order change."""
     digest = hashlib.sha256()

@@ -7,7 +7,6 @@ so an interrupted run never leaves a half-extracted bundle that looks complete.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 from nanochat_core.atomic import write_json_atomic
+from nanochat_core.file_hash import file_sha256
 
 BUNDLE_URL = "https://karpathy-public.s3.us-west-2.amazonaws.com/eval_bundle.zip"
 URL_ENV = "NANOCHAT_EVAL_BUNDLE_URL"  # tests and mirrors point this elsewhere
@@ -85,18 +85,10 @@ def download(url: str, dest: Path, chunk_size: int = 1 << 20) -> str:
     size = part.stat().st_size
     if total is not None and size != total:
         raise RuntimeError(f"downloading {url}: got {size} of {total} bytes (kept in {part}; run again to resume)")
-    digest = sha256_file(part)
+    digest = file_sha256(part)
     os.replace(part, dest)
     write_json_atomic(dest.with_name(dest.name + ".json"), {"url": url, "sha256": digest, "bytes": size})
     return digest
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def extract(zip_path: Path, bundle_dir: Path) -> None:

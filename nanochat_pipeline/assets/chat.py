@@ -7,8 +7,8 @@ materializing them fails with a message saying so instead of recording a fake re
 
 import dagster as dg
 
+from nanochat_core.file_hash import files_sha256
 from nanochat_pipeline.assets.data import AUTOMATION
-from nanochat_pipeline.hashing import files_sha256
 from nanochat_pipeline.presets import Preset
 
 NOT_LANDED = {

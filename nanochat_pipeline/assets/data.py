@@ -7,7 +7,8 @@ from pathlib import Path
 import dagster as dg
 
 from nanochat_core import settings
-from nanochat_pipeline.hashing import files_sha256, require_files
+from nanochat_core.file_hash import files_sha256
+from nanochat_pipeline.required_files import require_files
 from nanochat_pipeline.presets import Preset
 
 AUTOMATION = dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from nanochat_core.file_hash import files_sha256
 from nanochat_core.scaling import SCALING_COLUMNS, write_scaling_csv
-from nanochat_pipeline.hashing import files_sha256
 from nanochat_pipeline.pictures import bpb_vs_flops_png, markdown_image
 from nanochat_pipeline.presets import Preset
 

@@ -15,7 +15,7 @@ from dagster._core.errors import DagsterPipesExecutionError  # not exported at t
 
 from nanochat_core import settings
 from nanochat_pipeline.assets.data import AUTOMATION, tokenizer_files
-from nanochat_pipeline.hashing import require_files
+from nanochat_pipeline.required_files import require_files
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
 

@@ -1,18 +1,7 @@
-"""Content hashes used as Dagster data versions, so "unsynced" tracks real change, not reruns."""
+"""Checks that an asset's upstream files are still on disk (deleted by hand -> a clear failure)."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-
-
-def files_sha256(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode())
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def require_files(what: str, paths: list[Path], producer: str) -> None:
