@@ -124,3 +124,22 @@ def test_unlanded_sft_fails_with_a_message_not_a_fake_result(tiny):
     result = materialize(defs, instance, ["sft_model"], CELL, raise_on_error=False)
     assert not result.success and "SFT trainer has not landed yet" in failure_messages(result)
     assert latest_materialization(instance, "sft_model", CELL) is None
+
+
+def test_two_process_cell_runs_under_torchrun_and_reports_once(tmp_base_dir, tmp_path):
+    """nproc_per_node = 2: the cell trains under torchrun (gloo on CPU); only rank 0 opens Pipes."""
+    defs, preset = tiny_defs(write_tiny_preset(tmp_path, extra_train="nproc_per_node = 2\n"))
+    with dg.instance_for_test() as instance:
+        assert materialize(defs, instance, DATA_ASSETS).success
+        # 2 rows x 64 tokens x 2 processes: the preset's batch of 256 tokens in one micro-step each
+        two_rows = {"ops": {"base_model": {"config": {"device_batch_size": 2}}}}
+        result = materialize(defs, instance, ["base_model"], CELL, raise_on_error=False, run_config=two_rows)
+        assert result.success, failure_messages(result)
+        assert len(result.asset_materializations_for_node("base_model")) == 1
+        meta = {k: v.value for k, v in latest_materialization(instance, "base_model", CELL).metadata.items()}
+        assert math.isfinite(meta["val_bpb"])
+    ckpt = settings.base_checkpoints_dir(preset.root) / "d1_2e9"
+    step = meta["num_iterations"]
+    # one optimizer shard per process proves two ranks trained
+    assert sorted(p.name for p in ckpt.glob(f"optim_{step:06d}_rank*.pt")) == [
+        f"optim_{step:06d}_rank0.pt", f"optim_{step:06d}_rank1.pt"]
