@@ -7,6 +7,7 @@ import dagster as dg
 
 from nanochat_core.file_hash import files_sha256
 from nanochat_core.scaling import SCALING_COLUMNS, write_scaling_csv
+from nanochat_core.scaling_run import analyze_csv
 from nanochat_pipeline.pictures import bpb_vs_flops_png, markdown_image
 from nanochat_pipeline.presets import Preset
 
@@ -56,10 +57,21 @@ def build_scaling_assets(preset: Preset, partitions: dg.MultiPartitionsDefinitio
                                 "Try a larger --warmup-ratio for this cell.")
         path = write_scaling_csv(rows, results_csv(preset))
         picture = bpb_vs_flops_png(rows, path.parent / "val_bpb_vs_flops.png")
+        # The isoFLOP fit (fit.json + isoflop.png beside the CSV); a thin grid gets a fit that says what
+        # it could not estimate, never an error.
+        analysis = analyze_csv(path)
+        context.log.info(analysis.summary)
+        fit_numbers = {name: est.value for name, est in (("optimal_ratio", analysis.fit.optimal_ratio),
+                                                          ("n_opt_exponent", analysis.fit.n_opt_exponent),
+                                                          ("d_opt_exponent", analysis.fit.d_opt_exponent))
+                       if est.value is not None}
         header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
         return dg.MaterializeResult(
             metadata={"rows": len(rows), "nan_rows": len(nan_cells), "path": dg.MetadataValue.path(str(path)),
-                      "val_bpb_vs_flops": dg.MetadataValue.md(markdown_image(picture, "val bpb vs FLOPs"))},
+                      "val_bpb_vs_flops": dg.MetadataValue.md(markdown_image(picture, "val bpb vs FLOPs")),
+                      "fit": dg.MetadataValue.md(f"```\n{analysis.summary}\n```"),
+                      "fit_json": dg.MetadataValue.path(str(analysis.fit_json)),
+                      "isoflop": dg.MetadataValue.md(markdown_image(analysis.plot, "isoFLOP fit")), **fit_numbers},
             data_version=dg.DataVersion(files_sha256([path])),
             check_results=[dg.AssetCheckResult(
                 # Non-blocking, WARN: a NaN row is kept on purpose but should be seen.
