@@ -148,9 +148,12 @@ class MuonAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._apply_updates()
+        return loss
+
+    def _apply_updates(self) -> None:
         for group in self.param_groups:
             self._update(group, group["params"])
-        return loss
 
 
 class DistMuonAdamW(MuonAdamW):
@@ -197,12 +200,7 @@ class DistMuonAdamW(MuonAdamW):
     def _global(self, r: int) -> int:
         return dist.get_global_rank(self.pg, r) if self.pg is not None else r
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _apply_updates(self) -> None:
         W = self.world_size
         # 1) sum every gradient onto its owner (missing grads count as zeros so all ranks make the same calls)
         flats, works = [], []
@@ -251,4 +249,3 @@ class DistMuonAdamW(MuonAdamW):
                 n = p.numel()
                 p.data.copy_(flat[off:off + n].view_as(p))
                 off += n
-        return loss

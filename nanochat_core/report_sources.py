@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from nanochat_core import settings
+from nanochat_core.sizing import scaling_params
 
 UNTIMED_STEPS = 10  # base_train leaves its first steps out of total_training_time (see base_trainer)
 
@@ -115,6 +116,7 @@ def base_training_section(model_tag: str, root: Path | None = None) -> dict:
     meta, step, path = found
     numbers = _model_numbers(meta["model_config"])
     counts = numbers["param_counts"]
+    n_scaling = scaling_params(counts)
     batch = meta.get("total_batch_size")
     tokens = meta.get("tokens_trained") or (step * batch if batch else None)
     fpt = meta.get("flops_per_token") or numbers["flops_per_token"]
@@ -128,9 +130,9 @@ def base_training_section(model_tag: str, root: Path | None = None) -> dict:
     return {
         "status": "ok", "checkpoint": str(path), "step": step, "num_iterations": meta.get("num_iterations"),
         "depth": meta["model_config"].get("n_layer"), "model_config": meta["model_config"],
-        "param_counts": counts, "scaling_params": counts["transformer_matrices"] + counts["lm_head"],
+        "param_counts": counts, "scaling_params": n_scaling,
         "flops_per_token": fpt, "tokens_trained": tokens, "total_flops": fpt * tokens if tokens else None,
-        "param_data_ratio": tokens / (counts["transformer_matrices"] + counts["lm_head"]) if tokens else None,
+        "param_data_ratio": tokens / n_scaling if tokens else None,
         "total_batch_size": batch, "max_seq_len": meta.get("max_seq_len"), "world_size": meta.get("world_size"),
         "training_seconds": seconds, "tokens_per_sec": tok_per_sec,
         # MFU needs the device peak, which the checkpoint meta does not record unless the trainer adds it.
