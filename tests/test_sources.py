@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import io
 import json
-import threading
-import urllib.parse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,6 +13,7 @@ import pytest
 from nanochat_core.data import fineweb
 from nanochat_core.data.embedded_corpus import iter_embedded_documents
 from nanochat_core.data.sources import SourceError, expand_inputs, iter_file_documents, local_source
+from fake_hub import serving
 
 
 def docs_of(patterns, field="text"):
@@ -97,57 +95,6 @@ def test_embedded_corpus_is_deterministic(embedded_docs):
 
 # --- FineWeb-Edu through a fake Hub on 127.0.0.1 ------------------------------------------------
 
-class FakeHub(http.server.ThreadingHTTPServer):
-    """Serves the two endpoints huggingface_hub uses here: the tree listing and resolve (HEAD/GET)."""
-
-    def __init__(self, files: dict[str, bytes], revision: str):
-        super().__init__(("127.0.0.1", 0), _HubHandler)
-        self.files, self.revision, self.requests = files, revision, []
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _HubHandler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def _record(self):
-        self.server.requests.append((self.command, self.path, self.headers.get("Authorization")))
-
-    def do_GET(self):
-        self._record()
-        hub = self.server
-        tree = f"/api/datasets/{fineweb.FINEWEB_REPO}/tree/{hub.revision}/{fineweb.FINEWEB_SUBSET}"
-        if urllib.parse.unquote(self.path.split("?")[0]) == tree:
-            body = json.dumps([{"type": "file", "path": p, "size": len(d), "oid": hashlib.sha1(d).hexdigest()}
-                               for p, d in hub.files.items()] + [{"type": "directory", "path": "sample/x", "oid": "0"}])
-            return self._send(200, body.encode(), {"Content-Type": "application/json"})
-        self._resolve(head=False)
-
-    def do_HEAD(self):
-        self._record()
-        self._resolve(head=True)
-
-    def _resolve(self, head):
-        prefix = f"/datasets/{fineweb.FINEWEB_REPO}/resolve/{self.server.revision}/"
-        data = self.server.files.get(self.path[len(prefix):]) if self.path.startswith(prefix) else None
-        if data is None:
-            return self._send(404, b'{"error": "Entry not found"}', {"X-Error-Code": "EntryNotFound"}, head)
-        headers = {"X-Repo-Commit": self.server.revision, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'}
-        self._send(200, data, headers, head)
-
-    def _send(self, status, body, headers, head=False):
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
-
-
 def parquet_bytes(texts):
     buf = io.BytesIO()
     pq.write_table(pa.table({"id": list(range(len(texts))), "text": texts}), buf)
@@ -159,15 +106,8 @@ def fake_hub(monkeypatch):
     revision = "0123456789abcdef0123456789abcdef01234567"
     files = {f"{fineweb.FINEWEB_SUBSET}/00{i}_00000.parquet": parquet_bytes([f"fw doc {i}.{k}" for k in range(3)])
              for i in (1, 0, 2)}
-    hub = FakeHub(files, revision)
-    thread = threading.Thread(target=hub.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    yield hub
-    hub.shutdown()
-    hub.server_close()
+    with serving(monkeypatch, {fineweb.FINEWEB_REPO: files}, revision) as hub:
+        yield hub
 
 
 def test_fineweb_downloads_pinned_files_in_order(fake_hub, tmp_path):
