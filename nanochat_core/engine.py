@@ -1,11 +1,12 @@
 """Small generation helper: prefill the prompt once into a KV cache, then decode one token per step.
 
 temperature 0 = greedy; top_k keeps the k most likely tokens; sampling draws from a torch.Generator seeded
-with `seed`, so a (model, prompt, seed) triple always gives the same text. The chat issue extends this.
+with `seed`, so a (model, prompt, seed) triple always gives the same text. Tool use (the calculator) sits on
+top, in engine_tools.py, through the `steer` hook: it may replace sampled tokens with forced ones.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -35,12 +36,13 @@ def _as_rows(tokens) -> list[list[int]]:
 @torch.inference_mode()
 def generate(model, tokens: Sequence[int] | Sequence[Sequence[int]], max_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, seed: int = 42, stop_tokens: Sequence[int] = (),
-             num_samples: int = 1) -> Iterator[list[int]]:
+             num_samples: int = 1, steer: Callable[[list[int]], list[int]] | None = None) -> Iterator[list[int]]:
     """Yield one column of next tokens (one per row) per step.
 
     `tokens` is one prompt (sampled num_samples times; prefilled once at batch 1) or a list of equal-length
     prompts (one row each). Stops after max_tokens steps or once every row has emitted a stop token; rows
-    that already stopped keep yielding tokens until then, callers ignore them (generate_tokens does)."""
+    that already stopped keep yielding tokens until then, callers ignore them (generate_tokens does).
+    `steer`, when given, sees each sampled column and returns the column actually yielded and fed back."""
     rows = _as_rows(tokens)
     if any(len(r) == 0 for r in rows):
         raise ValueError("every prompt needs at least one token (e.g. BOS)")
@@ -66,6 +68,9 @@ def generate(model, tokens: Sequence[int] | Sequence[Sequence[int]], max_tokens:
     for step in range(max_tokens):
         nxt = sample_next(logits, temperature, top_k, generator)
         column = nxt.tolist()
+        if steer is not None:
+            column = steer(column)
+            nxt = torch.tensor(column, dtype=torch.long, device=device)
         yield column
         done = [d or (t in stops) for d, t in zip(done, column)]
         if all(done) or step == max_tokens - 1:
