@@ -21,7 +21,6 @@ buffer, at the row group after rg_idx for this rank.
 from __future__ import annotations
 
 import warnings
-from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import Iterator
 
@@ -29,12 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from nanochat_core.data.best_fit import BestFitBuffer
 from nanochat_core.data.parquet_files import TEXT_COLUMN, split_files
 
-# Buffer sort key = (length << _SHIFT) | arrival: one int comparison orders by length, then by
-# arrival, so bisect finds "longest that fits, earliest among equals" in O(log n).
-_SHIFT = 40
-_ARRIVAL_MASK = (1 << _SHIFT) - 1
 _NANOCHAT_KEYS = ("pq_idx", "rg_idx", "epoch")
 
 
@@ -105,46 +101,30 @@ class _Visit:
 
 
 class _DocBuffer:
-    """Documents sorted by (length, arrival) for best-fit picks, each tied to its source row."""
+    """Documents in a best-fit buffer, each tied to its source row (for the resume state)."""
 
     def __init__(self):
-        self.keys: list[int] = []
-        self.docs: dict[int, tuple[list[int], _Visit, int]] = {}
+        self.fit = BestFitBuffer()  # items: (tokens, visit, row)
         self.visits: list[_Visit] = []  # in arrival order
-        self.arrivals = 0
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.fit)
 
     def add(self, token_lists: list[list[int]], pq_idx: int, rg_idx: int, rows) -> None:
         visit = _Visit(pq_idx, rg_idx)
         self.visits.append(visit)
         for tokens, row in zip(token_lists, rows):
-            arrival = self.arrivals
-            self.arrivals += 1
-            self.docs[arrival] = (tokens, visit, row)
+            self.fit.add(len(tokens), (tokens, visit, row))
             visit.mask |= 1 << row
-            key = (len(tokens) << _SHIFT) | arrival
-            # Documents arrive in increasing arrival order, so equal lengths stay sorted by it.
-            if not self.keys or key > self.keys[-1]:
-                self.keys.append(key)
-            else:
-                self.keys.insert(bisect_left(self.keys, key), key)
 
     def pop_best_fit(self, remaining: int) -> tuple[list[int], bool]:
         """The longest doc of length <= remaining (earliest among equals), else the shortest one
         (earliest among equals). Returns (tokens, fits_whole)."""
-        keys = self.keys
-        i = bisect_right(keys, (remaining << _SHIFT) | _ARRIVAL_MASK)
-        if i:
-            # keys[i-1] has the best length but the latest arrival: go to its first equal.
-            j = bisect_left(keys, (keys[i - 1] >> _SHIFT) << _SHIFT, 0, i)
-        else:
-            j = 0
-        key = keys.pop(j)
-        tokens, visit, row = self.docs.pop(key & _ARRIVAL_MASK)
+        item = self.fit.pop_longest_fitting(remaining)
+        whole = item is not None
+        tokens, visit, row = item if whole else self.fit.pop_shortest()
         visit.mask &= ~(1 << row)
-        return tokens, i > 0
+        return tokens, whole
 
     def state(self) -> list[list]:
         """Buffered rows in arrival order, as maximal runs of one row group with rising rows
