@@ -21,9 +21,12 @@ PRESET_ENV = "NANOCHAT_PRESET"
 CORPUS_KEYS = {"source", "max_bytes", "chars_per_shard", "row_group_size", "num_files", "input", "text_field", "seed"}
 TOKENIZER_KEYS = {"vocab_size", "max_chars", "doc_cap"}
 SYNTHETIC_KEYS = {"num", "seed"}
+# offline: never reach for the eval bundle or the Hub (the demo); task_data: a folder of release files
+# (default <preset root>/task_data); chat_cells: the grid cells the main job fine-tunes and evaluates.
+EVALUATION_KEYS = {"offline", "task_data", "core_max_per_task", "chat_tasks", "chat_max_problems", "chat_cells"}
 # Flags the pipeline sets itself from the grid cell; a preset may not override them.
 CELL_FLAGS = {"depth", "target_flops", "model_tag", "resume_from_step"}
-TOP_KEYS = {"name", "depths", "flops", "schedule_cron", "corpus", "tokenizer", "synthetic", "train"}
+TOP_KEYS = {"name", "depths", "flops", "schedule_cron", "corpus", "tokenizer", "synthetic", "train", "sft", "evaluation"}
 
 
 class PresetError(ValueError):
@@ -42,6 +45,8 @@ class Preset:
     synthetic: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)   # base_train overrides (python names)
     nproc_per_node: int = 1
+    sft: dict = field(default_factory=dict)     # chat_sft overrides (python names)
+    evaluation: dict = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -86,12 +91,16 @@ def load_preset(name_or_path: str) -> Preset:
     except tomllib.TOMLDecodeError as e:
         raise PresetError(f"{path}: not valid TOML: {e}") from None
     _check_keys(str(path), data, TOP_KEYS)
-    for section, allowed in (("corpus", CORPUS_KEYS), ("tokenizer", TOKENIZER_KEYS), ("synthetic", SYNTHETIC_KEYS)):
+    for section, allowed in (("corpus", CORPUS_KEYS), ("tokenizer", TOKENIZER_KEYS), ("synthetic", SYNTHETIC_KEYS),
+                             ("evaluation", EVALUATION_KEYS)):
         _check_keys(f"{path} [{section}]", data.get(section, {}), allowed)
     train = dict(data.get("train", {}))
     nproc = int(train.pop("nproc_per_node", 1))
     flag_names = {a.dest for a in build_parser()._actions if a.dest != "help"}
     _check_keys(f"{path} [train] (base_train flags, python names)", train, flag_names - CELL_FLAGS)
+    sft = dict(data.get("sft", {}))
+    if sft:
+        _check_keys(f"{path} [sft] (chat_sft flags, python names)", sft, sft_flag_names() - SFT_PIPELINE_FLAGS)
     depths = data.get("depths") or []
     if not depths or not all(isinstance(d, int) and d > 0 for d in depths):
         raise PresetError(f"{path}: depths must be a non-empty list of positive integers, got {depths!r}")
@@ -105,7 +114,18 @@ def load_preset(name_or_path: str) -> Preset:
         name=name, path=path, depth_keys=[f"d{d}" for d in depths], flops_keys=[_flops_key(path, f) for f in flops],
         schedule_cron=data.get("schedule_cron", "0 3 * * 0"), corpus=data.get("corpus", {}),
         tokenizer=data.get("tokenizer", {}), synthetic=data.get("synthetic", {}), train=train, nproc_per_node=nproc,
+        sft=sft, evaluation=data.get("evaluation", {}),
     )
+
+
+# chat_sft flags the pipeline sets itself (the cell's tags, the data it wires in, resuming).
+SFT_PIPELINE_FLAGS = {"model_tag", "model_step", "output_tag", "resume_from_step", "identity", "task_data", "jsonl_files"}
+
+
+def sft_flag_names() -> set[str]:
+    from nanochat_core.train.sft_args import build_sft_parser
+
+    return {a.dest for a in build_sft_parser()._actions if a.dest != "help"}
 
 
 def active_preset() -> Preset:
