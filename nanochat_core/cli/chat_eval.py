@@ -1,0 +1,130 @@
+"""`python -m nanochat_core.cli.chat_eval`: evaluate a chat model on the chat tasks (nanochat's scripts/chat_eval.py).
+
+Prints each task's accuracy and ChatCORE (the mean centered accuracy, only when all five tasks ran),
+writes $NANOCHAT_BASE_DIR/chat_eval/<source>_<tag>_<step:06d>.json and .csv, and, when all five
+tasks were asked for, adds chatcore to the checkpoint's meta json.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nanochat_core import settings
+
+# -i/--source: (checkpoints root, the command that writes checkpoints there)
+SOURCES = {
+    "sft": (settings.chatsft_checkpoints_dir, "python -m nanochat_core.cli.chat_sft"),
+    "base": (settings.base_checkpoints_dir, "python -m nanochat_core.cli.base_train"),
+    "rl": (lambda: settings.base_dir() / "chatrl_checkpoints", "chat_rl"),
+}
+
+
+def chat_eval_dir() -> Path:
+    return settings.base_dir() / "chat_eval"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nanochat_core.cli.chat_eval", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("-i", "--source", choices=list(SOURCES), default="sft", help="which checkpoints to evaluate")
+    p.add_argument("-a", "--task-name", type=str, default=None,
+                   help="tasks separated by '|' (ARC-Easy|ARC-Challenge|MMLU|GSM8K|HumanEval); default all five")
+    p.add_argument("-t", "--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
+    p.add_argument("-m", "--max-new-tokens", type=int, default=512, help="tokens generated per sample")
+    p.add_argument("-n", "--num-samples", type=int, default=1, help="samples per generative problem (pass@n)")
+    p.add_argument("-k", "--top-k", type=int, default=50, help="top-k sampling")
+    p.add_argument("-b", "--batch-size", type=int, default=8,
+                   help="problems per forward (categorical), samples per generation batch (generative)")
+    p.add_argument("-x", "--max-problems", type=int, default=None, help="problems per task (default all)")
+    p.add_argument("-g", "--model-tag", type=str, default=None, help="checkpoint folder; default the largest depth's")
+    p.add_argument("-s", "--step", type=int, default=None, help="checkpoint step; default the last")
+    p.add_argument("--task-data", type=str, default=None,
+                   help="task data root (release files or Hub downloads); default $NANOCHAT_TASK_DATA or "
+                        "$NANOCHAT_BASE_DIR/task_data")
+    p.add_argument("--device-type", type=str, default="auto", help="cuda | cpu | mps | auto (detect)")
+    return p
+
+
+def checkpoint_root(source: str) -> Path:
+    """The source's checkpoints folder; a clear error naming it (and what fills it) when empty."""
+    root_of, command = SOURCES[source]
+    root = Path(root_of())
+    if not root.is_dir() or not any(p.is_dir() for p in root.iterdir()):
+        raise FileNotFoundError(f"no {source} checkpoints: the folder {root} is missing or empty "
+                                f"(train one first: {command})")
+    return root
+
+
+def record_chatcore(meta_file: Path, result: dict) -> None:
+    """Add chatcore (and whether it is partial) to a checkpoint's meta json, rewritten atomically."""
+    import json
+
+    from nanochat_core.atomic import write_json_atomic
+
+    meta = json.loads(Path(meta_file).read_text(encoding="utf-8"))
+    meta["chatcore"] = result["chatcore"]
+    meta["chatcore_partial"] = result["partial"]
+    write_json_atomic(meta_file, meta)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from nanochat_core.evaluation.chat_eval import parse_task_names
+    from nanochat_core.tasks.registry import EVAL_TASKS
+
+    try:
+        task_names = parse_task_names(args.task_name)
+    except ValueError as e:
+        parser.error(str(e))
+    for flag, value in (("--max-new-tokens", args.max_new_tokens), ("--num-samples", args.num_samples),
+                        ("--batch-size", args.batch_size)):
+        if value < 1:
+            parser.error(f"{flag} must be at least 1, got {value}")
+
+    from nanochat_core.device import resolve_device_type
+    from nanochat_core.evaluation.chat_eval import evaluate_chat, format_chatcore, write_chat_results
+    from nanochat_core.tasks.task_data import task_data_root
+    from nanochat_core.tokenizer import get_tokenizer
+    from nanochat_core.train.checkpoint import find_largest_model_tag, load_model, meta_path
+
+    try:
+        device_type = resolve_device_type(args.device_type)
+        device = "cuda:0" if device_type == "cuda" else device_type
+        root = checkpoint_root(args.source)
+        tag = args.model_tag or find_largest_model_tag(root)
+        if not (root / tag).is_dir():
+            have = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir()))
+            raise FileNotFoundError(f"no {args.source} checkpoint folder {root / tag} (tags there: {have})")
+        tokenizer = get_tokenizer()
+        model, meta = load_model(tag, args.step, device=device, root=root)
+        vocab = meta["model_config"]["vocab_size"]
+        if vocab != tokenizer.get_vocab_size():
+            raise ValueError(f"checkpoint {root / tag} has vocab_size {vocab} but the tokenizer in "
+                             f"{settings.tokenizer_dir()} has {tokenizer.get_vocab_size()}")
+        step = int(meta["step"])
+        task_data = task_data_root(args.task_data)
+        print(f"Evaluating {args.source} {tag} step {step} on {', '.join(task_names)} (task data {task_data})",
+              flush=True)
+        result = evaluate_chat(model, tokenizer, device, task_names, task_data=task_data,
+                               max_problems=args.max_problems, batch_size=args.batch_size,
+                               num_samples=args.num_samples, temperature=args.temperature, top_k=args.top_k,
+                               max_new_tokens=args.max_new_tokens, log=lambda s: print(s, flush=True))
+        print(format_chatcore(result), flush=True)
+        json_path = write_chat_results(result, chat_eval_dir(), args.source, tag, step)
+        print(f"Wrote {json_path} and {json_path.with_suffix('.csv')}", flush=True)
+        if set(task_names) == set(EVAL_TASKS):
+            record_chatcore(meta_path(root / tag, step), result)
+            print(f"Recorded chatcore in {meta_path(root / tag, step)}", flush=True)
+    except KeyboardInterrupt:
+        print("chat_eval: interrupted; no results written", file=sys.stderr, flush=True)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"chat_eval: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Chat evaluation of a chat model (nanochat's scripts/chat_eval.py), and its results files.
+
+Tasks: ARC-Easy, ARC-Challenge, MMLU (categorical), GSM8K, HumanEval (generative). Each task's
+accuracy is centered on its random-guess baseline (tasks.registry.BASELINES) and ChatCORE is the
+mean of the centered accuracies, given only when all five tasks ran: a mean over fewer tasks is not
+comparable with nanochat's number, so such a result says partial and has no ChatCORE.
+A task whose data is neither on disk nor downloadable (TaskDataMissing) is skipped with the reason;
+a data file in the wrong format stops the evaluation with the file and line (TaskFileError).
+
+Which problems: nanochat shuffles every task with seed 42 (Hugging Face datasets' shuffle, a
+numpy default_rng(42) permutation) and takes the first max_problems; we take the same permutation
+of the task's rows, so a capped run looks at a spread of subjects, not MMLU's first subject.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nanochat_core.atomic import write_json_atomic, write_text_atomic
+from nanochat_core.evaluation.chat_categorical import run_categorical
+from nanochat_core.evaluation.chat_generative import run_generative
+from nanochat_core.tasks.registry import BASELINES, EVAL_TASKS, load_eval_task
+from nanochat_core.tasks.task_data import TaskDataMissing
+
+PROBLEM_ORDER_SEED = 42
+PROGRESS_EVERY_S = 10.0
+
+
+def parse_task_names(text: str | None) -> list[str]:
+    """`ARC-Easy|GSM8K` -> ["ARC-Easy", "GSM8K"]; None or empty = all five; unknown names are an error."""
+    if not text:
+        return list(EVAL_TASKS)
+    names = [n.strip() for n in text.split("|") if n.strip()]
+    unknown = [n for n in names if n not in EVAL_TASKS]
+    if unknown or not names:
+        raise ValueError(f"unknown chat task(s) {', '.join(map(repr, unknown)) or repr(text)}; "
+                         f"valid names: {', '.join(EVAL_TASKS)} (separate several with '|')")
+    return list(dict.fromkeys(names))
+
+
+def problem_indices(n: int, max_problems: int | None) -> list[int]:
+    order = np.random.default_rng(PROBLEM_ORDER_SEED).permutation(n).tolist()
+    return order if max_problems is None or max_problems < 0 else order[:max_problems]
+
+
+def chatcore_of(tasks: dict, skipped: dict) -> tuple[float | None, bool]:
+    """(ChatCORE or None, partial): the mean centered accuracy only when all five tasks ran."""
+    partial = bool(skipped) or any(name not in tasks for name in EVAL_TASKS)
+    if partial:
+        return None, True
+    return sum(tasks[name]["centered"] for name in EVAL_TASKS) / len(EVAL_TASKS), False
+
+
+class Progress:
+    """A log line per task at most every PROGRESS_EVERY_S seconds: done/total, accuracy so far."""
+
+    def __init__(self, name: str, total: int, log):
+        self.name, self.total, self.log = name, total, log
+        self.t0 = self.last = time.time()
+
+    def __call__(self, done: int, correct: int) -> None:
+        now = time.time()
+        if now - self.last >= PROGRESS_EVERY_S and done < self.total:
+            self.last = now
+            self.log(f"{self.name}: {done}/{self.total} problems, {correct} correct ({correct / done:.2%}), "
+                     f"{now - self.t0:.0f}s")
+
+
+def evaluate_task(model, tokenizer, device, name: str, task, max_problems: int | None, batch_size: int,
+                  num_samples: int, temperature: float, top_k: int, max_new_tokens: int, log=print) -> dict:
+    t0 = time.time()
+    indices = problem_indices(len(task), max_problems)
+    context = model.config.sequence_len
+    progress = Progress(name, len(indices), log)
+    if task.eval_type == "categorical":
+        counts = run_categorical(model, tokenizer, device, task, indices, batch_size, context, progress)
+    elif task.eval_type == "generative":
+        counts = run_generative(model, tokenizer, task, indices, num_samples, temperature, top_k, max_new_tokens,
+                                batch_size, context, progress)
+    else:
+        raise ValueError(f"task {name} has unknown eval_type {task.eval_type!r}")
+    accuracy = counts["num_correct"] / counts["num_problems"]
+    baseline = BASELINES[name]
+    return {"accuracy": accuracy, "centered": (accuracy - baseline) / (1 - baseline), **counts,
+            "eval_type": task.eval_type, "baseline": baseline, "seconds": round(time.time() - t0, 3)}
+
+
+def evaluate_chat(model, tokenizer, device, task_names, task_data=None, max_problems=None, batch_size: int = 8,
+                  num_samples: int = 1, temperature: float = 0.0, top_k: int = 50, max_new_tokens: int = 512,
+                  log=print, max_problems_by_type: dict | None = None) -> dict:
+    """{"tasks": {name: {accuracy, centered, num_problems, num_correct, seconds, ...}}, "skipped":
+    {name: reason}, "chatcore", "partial", "settings"}. Writes nothing.
+    max_problems caps every task (None = all); max_problems_by_type ({"categorical": n, "generative": m},
+    a negative or None cap = all) overrides it per kind of task, as ChatCORE during SFT does."""
+    task_names = parse_task_names(task_names if isinstance(task_names, str) else "|".join(task_names))
+    if batch_size < 1 or max_new_tokens < 1 or num_samples < 1:
+        raise ValueError(f"batch_size, max_new_tokens and num_samples must be positive, got "
+                         f"{batch_size}, {max_new_tokens}, {num_samples}")
+    was_training = model.training
+    model.eval()
+    tasks, skipped = {}, {}
+    try:
+        for name in task_names:
+            try:
+                task = load_eval_task(name, task_data)
+            except TaskDataMissing as e:
+                skipped[name] = str(e)
+                log(f"{name}: skipped ({e})")
+                continue
+            cap = max_problems
+            if max_problems_by_type and task.eval_type in max_problems_by_type:
+                cap = max_problems_by_type[task.eval_type]
+            if len(task) == 0 or cap == 0:
+                skipped[name] = "no problems to evaluate" + (f" in {', '.join(map(str, task.files))}"
+                                                             if len(task) == 0 and hasattr(task, "files") else "")
+                log(f"{name}: skipped ({skipped[name]})")
+                continue
+            result = evaluate_task(model, tokenizer, device, name, task, cap, batch_size, num_samples, temperature,
+                                   top_k, max_new_tokens, log)
+            tasks[name] = result
+            log(format_task_line(name, result))
+    finally:
+        model.train(was_training)
+    chatcore, partial = chatcore_of(tasks, skipped)
+    return {"tasks": tasks, "skipped": skipped, "chatcore": chatcore, "partial": partial,
+            "settings": {"task_names": list(task_names), "max_problems": max_problems,
+                         "max_problems_by_type": max_problems_by_type, "batch_size": batch_size,
+                         "num_samples": num_samples, "temperature": temperature, "top_k": top_k,
+                         "max_new_tokens": max_new_tokens}}
+
+
+def format_task_line(name: str, t: dict) -> str:
+    line = (f"{name}: accuracy {t['accuracy']:.4f} ({t['num_correct']}/{t['num_problems']}) | "
+            f"centered {t['centered']:.4f} | {t['seconds']:.1f}s")
+    if t.get("cropped_prompts"):
+        line += f" | {t['cropped_prompts']} prompt(s) cropped to the context"
+    return line
+
+
+def format_chatcore(result: dict) -> str:
+    """`ChatCORE: 0.1234`, or `ChatCORE: n/a (partial: ...)` naming what did not run."""
+    if result["chatcore"] is not None:
+        return f"ChatCORE: {result['chatcore']:.4f}"
+    missing = [n for n in EVAL_TASKS if n not in result["tasks"] and n not in result["skipped"]]
+    notes = [f"{n} skipped" for n in result["skipped"]] + ([f"not run: {', '.join(missing)}"] if missing else [])
+    return f"ChatCORE: n/a (partial: {len(result['tasks'])} of {len(EVAL_TASKS)} tasks ran; {'; '.join(notes)})"
+
+
+def write_chat_results(result: dict, out_dir, source: str, model_tag: str, step: int) -> Path:
+    """<out_dir>/<source>_<tag>_<step:06d>.json and its .csv twin (Task,Accuracy,Centered; skipped
+    tasks with empty cells; last row ChatCORE, or `ChatCORE (partial)` with an empty value), both
+    atomic. Returns the JSON path."""
+    stem = Path(out_dir) / f"{source}_{model_tag}_{step:06d}"
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["Task", "Accuracy", "Centered"])
+    for name, t in result["tasks"].items():
+        writer.writerow([name, f"{t['accuracy']:.6f}", f"{t['centered']:.6f}"])
+    for name in result["skipped"]:
+        writer.writerow([name, "", ""])
+    chatcore = result["chatcore"]
+    writer.writerow(["ChatCORE (partial)" if result["partial"] else "ChatCORE", "",
+                     "" if chatcore is None else f"{chatcore:.6f}"])
+    json_path = stem.with_suffix(".json")
+    write_text_atomic(stem.with_suffix(".csv"), buf.getvalue())
+    write_json_atomic(json_path, {"model_tag": model_tag, "step": step, "source": source, "tasks": result["tasks"],
+                                  "chatcore": chatcore, "partial": result["partial"], "skipped": result["skipped"],
+                                  "settings": result.get("settings", {})})
+    return json_path
