@@ -5,6 +5,8 @@ import dagster as dg
 
 from nanochat_pipeline.assets.chat import build_chat_assets
 from nanochat_pipeline.assets.data import build_data_assets
+from nanochat_pipeline.assets.eval_inputs import build_eval_input_assets
+from nanochat_pipeline.assets.evaluation import build_evaluation_assets
 from nanochat_pipeline.assets.scaling import build_scaling_assets
 from nanochat_pipeline.assets.training import build_training_assets
 from nanochat_pipeline.automation import build_automation_sensor
@@ -18,11 +20,14 @@ def build_definitions(preset: Preset) -> dg.Definitions:
     raw_corpus, shuffled_shards, tokenizer = build_data_assets(preset)
     [base_model] = build_training_assets(preset, partitions, tokenizer)
     [scaling_results] = build_scaling_assets(preset, partitions, base_model)
-    chat = build_chat_assets(preset, partitions, base_model)
+    eval_bundle, task_data = build_eval_input_assets(preset)
+    synthetic_conversations, sft_model = build_chat_assets(preset, partitions, base_model, task_data)
+    [eval_report] = build_evaluation_assets(preset, partitions, sft_model, eval_bundle, task_data)
     grid_job = dg.define_asset_job("scaling_grid_job", selection=[base_model],
                                    description="Train base_model cells of the grid (one run per cell).")
     return dg.Definitions(
-        assets=[raw_corpus, shuffled_shards, tokenizer, base_model, scaling_results, *chat],
+        assets=[raw_corpus, shuffled_shards, tokenizer, base_model, scaling_results, eval_bundle, task_data,
+                synthetic_conversations, sft_model, eval_report],
         jobs=[grid_job],
         schedules=[build_scaling_schedule(preset, partitions, grid_job)],
         sensors=[build_automation_sensor()],

@@ -49,6 +49,11 @@ class Preset:
     evaluation: dict = field(default_factory=dict)
 
     @property
+    def chat_cells(self) -> list[str]:
+        """Grid cells the main job fine-tunes and evaluates: [evaluation] chat_cells, else the largest one."""
+        return list(self.evaluation.get("chat_cells") or [f"{self.depth_keys[-1]}|{self.flops_keys[-1]}"])
+
+    @property
     def root(self) -> Path:
         """$NANOCHAT_BASE_DIR/pipeline/<preset>/, laid out like $NANOCHAT_BASE_DIR."""
         return settings.base_dir() / "pipeline" / self.name
@@ -110,11 +115,16 @@ def load_preset(name_or_path: str) -> Preset:
     name = data.get("name") or path.stem
     if not name.replace("-", "").replace("_", "").isalnum():
         raise PresetError(f"{path}: name {name!r} must be letters, digits, '-' or '_' (it names a folder)")
+    evaluation = data.get("evaluation", {})
+    grid = {f"{d}|{f}" for d in (f"d{x}" for x in depths) for f in (_flops_key(path, v) for v in flops)}
+    stray = [c for c in evaluation.get("chat_cells", []) if c not in grid]
+    if stray:
+        raise PresetError(f"{path} [evaluation] chat_cells: {stray} not in the grid (cells look like {sorted(grid)[0]!r})")
     return Preset(
         name=name, path=path, depth_keys=[f"d{d}" for d in depths], flops_keys=[_flops_key(path, f) for f in flops],
         schedule_cron=data.get("schedule_cron", "0 3 * * 0"), corpus=data.get("corpus", {}),
         tokenizer=data.get("tokenizer", {}), synthetic=data.get("synthetic", {}), train=train, nproc_per_node=nproc,
-        sft=sft, evaluation=data.get("evaluation", {}),
+        sft=sft, evaluation=evaluation,
     )
 
 

@@ -4,7 +4,6 @@ Both materialize even when their data cannot be had (offline preset, no network)
 then says what is missing and why, and eval_report says plainly what it could not evaluate. A
 failure here would only block the rest of the graph without making anything more evaluable.
 """
-from __future__ import annotations
 
 import contextlib
 import hashlib

@@ -4,7 +4,6 @@ Each evaluation runs the core's own command in a child process (what a user type
 NANOCHAT_BASE_DIR pointing at the preset's root), then the report card is written from what they
 recorded. What could not be evaluated (no bundle, no task data) is said in the card, not failed on.
 """
-from __future__ import annotations
 
 import json
 import os

@@ -60,30 +60,34 @@ def resumable_step(ckpt_dir: Path) -> int:
     return step if step < meta.get("num_iterations", step) else -1
 
 
-def child_command(preset: Preset, nproc: int) -> list[str]:
+def child_command(module: str, nproc: int) -> list[str]:
     if nproc > 1:
-        return ["torchrun", "--standalone", f"--nproc_per_node={nproc}", "-m", CHILD_MODULE]
-    return [sys.executable, "-m", CHILD_MODULE]
+        return ["torchrun", "--standalone", f"--nproc_per_node={nproc}", "-m", module]
+    return [sys.executable, "-m", module]
+
+
+def checkpoint_loads_check(name: str, ckpt_dir: Path, step: int) -> dg.AssetCheckResult:
+    from nanochat_core.train import checkpoint as ckpt
+
+    try:
+        ckpt.build_model(*ckpt.load_checkpoint(ckpt_dir, step)[::2], device="cpu")
+        loads, why = True, f"loaded {ckpt.model_path(ckpt_dir, step)}"
+    except Exception as e:  # any failure to load is what this check reports
+        loads, why = False, f"{type(e).__name__}: {e}"
+    return dg.AssetCheckResult(check_name=name, passed=loads, description=why)
 
 
 def base_model_checks(metadata: dict, ckpt_dir: Path, step: int) -> list[dg.AssetCheckResult]:
-    from nanochat_core.train import checkpoint as ckpt
-
     def number(key):
         value = metadata.get(key)
         return getattr(value, "value", value)
 
     loss, bpb = number("final_loss"), number("val_bpb")
     finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (loss, bpb))
-    try:
-        ckpt.build_model(*ckpt.load_checkpoint(ckpt_dir, step)[::2], device="cpu")
-        loads, why = True, f"loaded {ckpt.model_path(ckpt_dir, step)}"
-    except Exception as e:  # any failure to load is what this check reports
-        loads, why = False, f"{type(e).__name__}: {e}"
     return [
         dg.AssetCheckResult(check_name="finite_loss_and_val_bpb", passed=finite,
                             metadata={"final_loss": str(loss), "val_bpb": str(bpb)}),
-        dg.AssetCheckResult(check_name="checkpoint_loads", passed=loads, description=why),
+        checkpoint_loads_check("checkpoint_loads", ckpt_dir, step),
     ]
 
 
@@ -102,7 +106,7 @@ def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefiniti
         resume = resumable_step(ckpt_dir)
         if resume >= 0:
             context.log.info(f"{cell.model_tag}: an interrupted run left a checkpoint at step {resume}; resuming from it")
-        command = child_command(preset, preset.nproc_per_node) + [
+        command = child_command(CHILD_MODULE, preset.nproc_per_node) + [
             "--depth", str(cell.depth), "--target-flops", cell.flops_key, "--model-tag", cell.model_tag,
             "--resume-from-step", str(resume), "--train-json", json.dumps(train_overrides(preset, config))]
         try:

@@ -1,0 +1,63 @@
+"""What both training children (base_train, chat_sft) do around the core's training function.
+
+Only global rank 0 opens Pipes (two reporting ranks break the session); metrics stream into the
+step's log and a loss curve; a cancelled run exits EXIT_INTERRUPTED with its checkpoint saved and
+nothing materialized; a finished one reports metadata and the checkpoint's content hash. Outside
+Dagster, Pipes falls back to a stub context and the child simply trains.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Callable
+
+from nanochat_pipeline.pictures import loss_curve_png, markdown_image
+
+EXIT_INTERRUPTED = 130  # the run was cancelled: a checkpoint was saved, nothing is materialized
+LOSS_CURVE_NAME = "loss_curve.png"
+
+
+def run_training_child(tag: str, train: Callable, curve_path: Path,
+                       metadata_of: Callable[[dict, dict, Path, Path], dict], resume_from_step: int = -1) -> int:
+    """train(on_metrics) -> summary; metadata_of(summary, meta, model_file, curve) -> Dagster metadata."""
+    from dagster_pipes import open_dagster_pipes
+
+    from nanochat_core.file_hash import files_sha256
+    from nanochat_core.train import checkpoint as ckpt
+
+    is_rank0 = os.environ.get("RANK", "0") == "0"
+    with (open_dagster_pipes() if is_rank0 else contextlib.nullcontext()) as pipes:
+        log = pipes.log.info if pipes is not None else (lambda msg: None)
+        steps, losses = [], []
+
+        def on_metrics(m: dict) -> None:
+            if "val_bpb" in m:
+                log(f"step {m['step']}: val_bpb {m['val_bpb']:.4f}")
+            elif "loss" in m:
+                steps.append(m["step"])
+                losses.append(m["loss"])
+                if m["step"] % 10 == 0:
+                    log(f"step {m['step']}: loss {m['loss']:.4f}, {m['tok_per_sec']:,} tok/s, mfu {m['mfu']:.2f}%")
+
+        if resume_from_step >= 0:
+            log(f"resuming {tag} from its checkpoint at step {resume_from_step}")
+        summary = train(on_metrics)
+        if not is_rank0:
+            return 0
+        if summary["interrupted"]:
+            log(f"interrupted at step {summary['step']}: checkpoint saved; materialize this cell again to resume")
+            return EXIT_INTERRUPTED
+        ckpt_dir = Path(summary["checkpoint_dir"])
+        model_file = ckpt.model_path(ckpt_dir, summary["step"])
+        meta = ckpt.load_meta(ckpt_dir, summary["step"])
+        curve = loss_curve_png(steps, losses, curve_path, tag)
+        metadata = metadata_of(summary, meta, model_file, curve)
+        if pipes is not None:
+            pipes.report_asset_materialization(metadata=metadata, data_version=files_sha256([model_file]))
+        log(f"trained {tag}: val_bpb {summary['val_bpb']}, checkpoint {model_file}")
+    return 0
+
+
+def curve_metadata(curve: Path) -> dict:
+    return {"raw_value": markdown_image(curve, "loss curve"), "type": "md"}
