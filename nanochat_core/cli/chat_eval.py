@@ -16,7 +16,7 @@ from nanochat_core import settings
 SOURCES = {
     "sft": (settings.chatsft_checkpoints_dir, "python -m nanochat_core.cli.chat_sft"),
     "base": (settings.base_checkpoints_dir, "python -m nanochat_core.cli.base_train"),
-    "rl": (lambda: settings.base_dir() / "chatrl_checkpoints", "chat_rl"),
+    "rl": (lambda: settings.base_dir() / "chatrl_checkpoints", "an RL stage (nanochat's scripts/chat_rl.py)"),
 }
 
 
@@ -29,16 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("-i", "--source", choices=list(SOURCES), default="sft", help="which checkpoints to evaluate")
     p.add_argument("-a", "--task-name", type=str, default=None,
-                   help="tasks separated by '|' (ARC-Easy|ARC-Challenge|MMLU|GSM8K|HumanEval); default all five")
+                   help="tasks separated by '|' (ARC-Easy|ARC-Challenge|MMLU|GSM8K|HumanEval); None = all five")
     p.add_argument("-t", "--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
     p.add_argument("-m", "--max-new-tokens", type=int, default=512, help="tokens generated per sample")
     p.add_argument("-n", "--num-samples", type=int, default=1, help="samples per generative problem (pass@n)")
     p.add_argument("-k", "--top-k", type=int, default=50, help="top-k sampling")
     p.add_argument("-b", "--batch-size", type=int, default=8,
                    help="problems per forward (categorical), samples per generation batch (generative)")
-    p.add_argument("-x", "--max-problems", type=int, default=None, help="problems per task (default all)")
-    p.add_argument("-g", "--model-tag", type=str, default=None, help="checkpoint folder; default the largest depth's")
-    p.add_argument("-s", "--step", type=int, default=None, help="checkpoint step; default the last")
+    p.add_argument("-x", "--max-problems", type=int, default=None, help="problems per task (None = all)")
+    p.add_argument("-g", "--model-tag", type=str, default=None, help="checkpoint folder (None = the largest depth's)")
+    p.add_argument("-s", "--step", type=int, default=None, help="checkpoint step (None = the last)")
     p.add_argument("--task-data", type=str, default=None,
                    help="task data root (release files or Hub downloads); default $NANOCHAT_TASK_DATA or "
                         "$NANOCHAT_BASE_DIR/task_data")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             record_chatcore(meta_path(root / tag, step), result)
             print(f"Recorded chatcore in {meta_path(root / tag, step)}", flush=True)
     except KeyboardInterrupt:
-        print("chat_eval: interrupted; no results written", file=sys.stderr, flush=True)
+        print("chat_eval: interrupted", file=sys.stderr, flush=True)
         return 130
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"chat_eval: error: {exc}", file=sys.stderr, flush=True)
