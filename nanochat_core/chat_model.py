@@ -26,6 +26,11 @@ class ChatModel:
     step: int
     device: object
 
+    @property
+    def context(self) -> int:
+        """The training context length: prompts are cropped to it (fit_context)."""
+        return self.model.config.sequence_len
+
 
 def load_chat_model(source: str = "sft", model_tag: str | None = None, step: int | None = None,
                     device="cpu") -> ChatModel:
@@ -58,3 +63,12 @@ def conversation_prompt(tokenizer, messages: list[dict]) -> list[int]:
 
     ids, _ = render_conversation(tokenizer, {"messages": messages}, max_tokens=10**9)
     return ids + [tokenizer.encode_special("<|assistant_start|>")]
+
+
+def fit_context(prompt: list[int], context: int) -> list[int]:
+    """At most `context` tokens: the first (bos) and the most recent ones. A model has seen nothing
+    longer than its training context, and attention over a longer prompt costs memory and time
+    quadratically, so the oldest turns make way."""
+    if len(prompt) <= context:
+        return prompt
+    return prompt[:1] + prompt[len(prompt) - (context - 1):]

@@ -96,7 +96,7 @@ def _messages(messages) -> list[dict]:
 def _check_roles(messages: list[dict]) -> None:
     start = 1 if messages[0]["role"] == "system" else 0
     if start and len(messages) == 1:
-        raise RequestError("a system message must be followed by a user message", "messages")
+        raise RequestError("messages holds only a system message: a user message must follow it", "messages")
     for i in range(start, len(messages)):
         role, expected = messages[i]["role"], ("user", "assistant")[(i - start) % 2]
         if role not in ("user", "assistant"):
@@ -107,8 +107,8 @@ def _check_roles(messages: list[dict]) -> None:
             raise RequestError(f"messages[{i}].role is {role!r} but {expected!r} was expected: roles alternate "
                                "user/assistant, starting with user", f"messages[{i}].role")
     if messages[-1]["role"] != "user":
-        raise RequestError(f"the last message (messages[{len(messages) - 1}]) must be from the user",
-                           f"messages[{len(messages) - 1}].role")
+        last = f"messages[{len(messages) - 1}].role"
+        raise RequestError(f"{last} is {messages[-1]['role']!r}: the last message must be from the user", last)
 
 
 def _number(data: dict, name: str, default: float, low: float, high: float) -> float:

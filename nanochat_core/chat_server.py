@@ -7,7 +7,8 @@
 
 One model serves every request: generation runs in a worker thread (the event loop keeps answering
 other requests meanwhile) and a lock lets one generation use the model at a time. Answers are
-sampled with the calculator tool. A client that goes away mid-stream stops its generation.
+sampled with the calculator tool. A client that goes away mid-stream stops its generation. A prompt
+longer than the model's training context keeps its first token (bos) and its most recent ones.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from nanochat_core.chat_model import ChatModel, conversation_prompt
+from nanochat_core.chat_model import ChatModel, conversation_prompt, fit_context
 from nanochat_core.chat_request import ChatRequest, GenerationDefaults, RequestError, parse_chat_request
 
 
@@ -47,7 +48,7 @@ class ChatService:
         from nanochat_core.token_stream import TokenTextStream
 
         tok = self.cm.tokenizer
-        prompt = conversation_prompt(tok, req.messages)
+        prompt = fit_context(conversation_prompt(tok, req.messages), self.cm.context)
         seed = req.seed if req.seed is not None else secrets.randbits(31)
         stops = ToolTokens.of(tok).stops
         stream = TokenTextStream(tok)

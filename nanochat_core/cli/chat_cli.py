@@ -46,6 +46,7 @@ class Chat:
 
     def answer(self, message: str, out) -> None:
         """Stream the assistant's answer to `message` to `out`; the turn joins the conversation."""
+        from nanochat_core.chat_model import fit_context
         from nanochat_core.engine_tools import ToolTokens, generate_with_tools
         from nanochat_core.token_stream import TokenTextStream
 
@@ -54,7 +55,8 @@ class Chat:
         stops = ToolTokens.of(tok).stops
         stream = TokenTextStream(tok)
         try:
-            for column, _ in generate_with_tools(self.cm.model, tok, self.tokens, a.max_tokens, a.temperature,
+            prompt = fit_context(self.tokens, self.cm.context)  # a long chat forgets its oldest turns
+            for column, _ in generate_with_tools(self.cm.model, tok, prompt, a.max_tokens, a.temperature,
                                                  a.top_k, a.seed + self.turn):
                 if column[0] in stops:
                     break
