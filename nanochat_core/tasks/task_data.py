@@ -71,13 +71,14 @@ _unreachable: str | None = None
 
 def _download(hub: HubSplit, local_dir: Path) -> list[Path]:
     global _unreachable
-    from huggingface_hub import HfApi, hf_hub_download
-
     where = f"{hub.repo}/{hub.folder} ({hub.split})"
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         raise TaskDataMissing(f"{where} is not on disk and HF_HUB_OFFLINE is set")
     if _unreachable:
         raise TaskDataMissing(f"{where} is not on disk and the Hub was unreachable ({_unreachable})")
+    # Imported only now: huggingface_hub reads HF_HUB_OFFLINE once, at import.
+    from huggingface_hub import HfApi, hf_hub_download
+
     endpoint, token = os.environ.get("HF_ENDPOINT") or None, os.environ.get("HF_TOKEN") or None
     try:
         entries = HfApi(endpoint=endpoint, token=token).list_repo_tree(
