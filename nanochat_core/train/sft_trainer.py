@@ -1,0 +1,481 @@
+"""Supervised fine-tuning (nanochat's chat_sft): one function that the CLI and the pipeline both call.
+
+The base checkpoint gives the model, the defaults of every batch and LR flag left at None (from its
+meta) and, with --load-optimizer 1, the optimizer's momentum buffers; the LRs are then reset to
+this run's. The loop mirrors base training (base_trainer.py): gradient accumulation, periodic val
+bpb and ChatCORE, checkpoints at --save-every, at the end and on SIGINT/SIGTERM, exact resume, the
+same log lines plus the epoch. The LR multiplier follows training progress (sft_lr_multiplier):
+step / --num-iterations, or with --num-iterations -1 the share of the mixture consumed so far,
+the run ending once one epoch's worth of conversations has been consumed.
+
+LR flags mean what base_train's mean: the LR at the reference batch of 2^19 tokens, scaled by
+sqrt(total batch / 2^19). So an inherited LR at an inherited batch is exactly the base run's peak
+LR (times --init-lr-frac). Weight decay is zero: base training decays it to zero by its end.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from nanochat_core import settings
+from nanochat_core.data.sft_loader import initial_state
+from nanochat_core.device import compute_dtype, init_distributed, print0, resolve_device_type, shutdown_distributed
+from nanochat_core.train import checkpoint as ckpt
+from nanochat_core.train.base_trainer import CPU_COMPILE_MIN_SECONDS, EMA_BETA, UNTIMED_STEPS, LoopState
+from nanochat_core.train.batch_size import auto_device_batch_size, grad_accum_steps
+from nanochat_core.train.collectives import any_rank, broadcast_from_master, mean_over_ranks, min_over_ranks
+from nanochat_core.train.cpu_allocator import keep_freed_memory
+from nanochat_core.train.peak_flops import resolve_peak_flops
+from nanochat_core.train.schedules import sft_lr_multiplier, sft_muon_momentum
+from nanochat_core.train.sft_args import IDENTITY_FILE, INHERITED_FLAGS, make_sft_args, parse_sft_args, validate_sft_args
+from nanochat_core.train.stop_signal import stop_on_signals
+from nanochat_core.train.tracking import check_tracking_available, make_tracker
+
+__all__ = ["train_sft", "make_sft_args", "parse_sft_args"]
+
+MIXTURE_IDENTITY = ("seed", "train_conversations", "sources", "val_conversations", "val_sources")
+CHATCORE_NOT_AVAILABLE = "ChatCORE is not available (nanochat_core.evaluation.chatcore is not installed)"
+
+
+def train_sft(args, on_metrics: Callable[[dict], None] | None = None) -> dict:
+    """Fine-tune a base checkpoint as `args` (see nanochat_core.train.sft_args) say; return summary metrics.
+
+    `on_metrics` is called on rank 0 after every step with {step, loss (smoothed, as logged), raw_loss,
+    lrm, dt, tok_per_sec, mfu, total_time, progress, epoch}, after every validation with {step, val_bpb}
+    and after every ChatCORE with {step, chatcore}.
+    """
+    args = validate_sft_args(args)
+    settings.load_dotenv_file()
+    device_type = resolve_device_type(args.device_type)
+    check_tracking_available(args.run)  # refuse before any work or any file is written
+    info = init_distributed(device_type)
+    try:
+        return SFTTrainer(args, device_type, info, on_metrics).run()
+    finally:
+        shutdown_distributed()
+
+
+def _sum_over_ranks(value: int, device) -> int:
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor(value, dtype=torch.int64, device=device)
+    dist.all_reduce(t)
+    return int(t.item())
+
+
+def _gather_from_ranks(obj) -> list:
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+class SFTTrainer:
+    def __init__(self, args, device_type, info, on_metrics):
+        from nanochat_core.tokenizer import get_token_bytes, get_tokenizer
+
+        self.args, self.info, self.on_metrics = args, info, on_metrics
+        self.device, self.dtype = info.device, compute_dtype(device_type)
+        if self.device.type == "cpu":
+            keep_freed_memory()
+        self.tokenizer = get_tokenizer()
+        self.token_bytes = get_token_bytes(device=self.device)
+        self.base_tag = args.model_tag or ckpt.find_largest_model_tag()
+        base_dir = ckpt.checkpoint_dir(self.base_tag)
+        self.base_step = args.model_step if args.model_step is not None and args.model_step >= 0 \
+            else ckpt.find_last_step(base_dir)
+        base_meta = ckpt.load_meta(base_dir, self.base_step)
+        print0(f"Base model: {ckpt.meta_path(base_dir, self.base_step)}")
+        self._inherit(base_meta)
+        if args.load_optimizer and args.resume_from_step < 0:
+            self._check_optimizer_sharding(base_meta.get("world_size"))
+        self.output_tag = args.output_tag or self.base_tag
+        self.ckpt_dir = ckpt.checkpoint_dir(self.output_tag, settings.chatsft_checkpoints_dir())
+        self.data = self._load_data()
+
+        self.start_step, self.loop, self.val_bpb = 0, LoopState(), None
+        self.consumed, self.too_long = 0, 0  # over all ranks, after the last batch trained on
+        resume = self._resume_state()
+        if resume is not None:
+            model_state, optim_state, meta, loader_state = resume
+        elif args.load_optimizer:
+            model_state, optim_state, meta = self._load_base_with_optimizer(base_dir)
+            loader_state = None
+        else:
+            model_state, _, meta = ckpt.load_checkpoint(base_dir, self.base_step, device=self.device)
+            optim_state, loader_state = None, None
+        self.model_config = meta["model_config"]
+        self.orig_model = ckpt.build_model(model_state, meta, self.device)
+        self.orig_model.train()
+        del model_state
+        self.param_counts = self.orig_model.num_scaling_params()
+        self.flops_per_token = self.orig_model.estimate_flops()
+        self.device_batch_size, self.grad_accum = self._batch_geometry()
+        self.optimizer = self._build_optimizer(optim_state, warm_start=resume is None and bool(args.load_optimizer))
+        del optim_state
+
+        peak, source = resolve_peak_flops(args.peak_flops, self.device, self.dtype)
+        self.peak_flops = broadcast_from_master(peak, self.device)
+        print0(f"Peak FLOP/s per device for MFU: {self.peak_flops:.4e} ({source})")
+        use_compile, why = self._decide_compile()
+        print0(f"torch.compile: {'on' if use_compile else 'off'} ({why})")
+        self.model = torch.compile(self.orig_model, dynamic=False) if use_compile else self.orig_model
+
+        self.train_loader = self._loader(self.data.train, loader_state)
+        # this rank's position after the last batch trained on
+        self.loader_state = loader_state or initial_state(info.rank, info.world_size)
+        self.val_steps = self._val_steps()
+        self.tracker = make_tracker(args.run, vars(args), info.is_master)
+        self.chatcore_fn = self._find_chatcore() if args.chatcore_every > 0 else None
+        self.chatcore_at: tuple[int, float | None, bool] | None = None
+
+    # ---- set-up -----------------------------------------------------------------------------
+    def _inherit(self, base_meta: dict) -> None:
+        """Fill the None-valued batch and LR flags from the base checkpoint; say which were inherited."""
+        from nanochat_core.sizing import B_REF
+        from nanochat_core.train.args import build_parser
+
+        a = self.args
+        base_flags = {**vars(build_parser().parse_args([])), **(base_meta.get("user_config") or {})}
+        from_meta = {"max_seq_len": base_meta.get("max_seq_len"), "device_batch_size": base_meta.get("device_batch_size"),
+                     "total_batch_size": base_meta.get("total_batch_size")}
+        for name in INHERITED_FLAGS:
+            theirs, flag = from_meta[name] if name in from_meta else base_flags[name], "--" + name.replace("_", "-")
+            if getattr(a, name) is None:
+                if theirs is None:
+                    raise ValueError(f"the base checkpoint's meta has no {name}: pass {flag}")
+                setattr(a, name, theirs)
+                print0(f"Inherited {name}={theirs} from the base checkpoint")
+            elif theirs is not None and getattr(a, name) != theirs:
+                print0(f"{flag} {getattr(a, name)} overrides the base checkpoint's {theirs}")
+        self.seq_len, self.total_batch_size = int(a.max_seq_len), int(a.total_batch_size)
+        scale = (self.total_batch_size / B_REF) ** 0.5 * a.init_lr_frac
+        self.lrs = {"embedding_lr": a.embedding_lr * scale, "unembedding_lr": a.unembedding_lr * scale,
+                    "matrix_lr": a.matrix_lr * scale, "scalar_lr": float(base_flags["scalar_lr"]) * scale}
+        print0("Peak LRs: " + ", ".join(f"{k} {v:.6g}" for k, v in self.lrs.items()) +
+               f" (flag x sqrt({self.total_batch_size} / {B_REF}) x --init-lr-frac {a.init_lr_frac})")
+
+    def _load_data(self):
+        """Rank 0 loads first (one download into the task-data cache), the others then read the cache."""
+        from nanochat_core.tasks.task_data import task_data_root
+        from nanochat_core.train.sft_mixture import build_sft_data
+
+        a = self.args
+        self.task_data = task_data_root(a.task_data)
+        identity = Path(a.identity) if a.identity else settings.base_dir() / IDENTITY_FILE
+        a.identity = str(identity)  # recorded in user_config as the file actually used
+
+        def build():
+            return build_sft_data(self.task_data, identity, a.jsonl, a.mmlu_epochs, a.gsm8k_epochs, a.seed)
+
+        data = build() if self.info.is_master else None
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+        if data is None:
+            data = build()
+        for line in data.report_lines():
+            print0(line)
+        return data
+
+    def _check_optimizer_sharding(self, base_world_size: int | None) -> None:
+        """Before any data is read: each rank warm-starts from the shard its rank saved."""
+        world = self.info.world_size
+        if base_world_size is not None and base_world_size != world:
+            raise ValueError(f"--load-optimizer 1: the base checkpoint's optimizer state is sharded over "
+                             f"{base_world_size} process(es), this run has {world}; run SFT with "
+                             f"{base_world_size} process(es) or pass --load-optimizer 0")
+
+    def _load_base_with_optimizer(self, base_dir):
+        try:
+            return ckpt.load_checkpoint(base_dir, self.base_step, device=self.device, load_optimizer=True,
+                                        rank=self.info.rank)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{e}; or pass --load-optimizer 0 to start SFT with a fresh optimizer") from None
+
+    def _batch_geometry(self) -> tuple[int, int]:
+        dbs, world = self.args.device_batch_size, self.info.world_size
+        if dbs == "auto":
+            dbs, why = auto_device_batch_size(self.orig_model, self.total_batch_size, self.seq_len, world, self.device)
+            dbs = min_over_ranks(dbs, self.device)
+            print0(f"--device-batch-size auto: chose {dbs} ({why})")
+        dbs = int(dbs)
+        accum = grad_accum_steps(self.total_batch_size, dbs, self.seq_len, world)
+        print0(f"Tokens per micro-step: {dbs * self.seq_len * world:,}; gradient accumulation steps: {accum}")
+        return dbs, accum
+
+    def _resume_state(self):
+        """(model state, optimizer state, meta, this rank's loader state) of --resume-from-step, or None."""
+        a = self.args
+        if a.resume_from_step < 0:
+            return None
+        model_state, optim_state, meta = ckpt.load_checkpoint(
+            self.ckpt_dir, a.resume_from_step, device=self.device, load_optimizer=True, rank=self.info.rank)
+        where = ckpt.meta_path(self.ckpt_dir, meta["step"])
+        # Resuming with other data or geometry would silently train on something else.
+        expected = {"total_batch_size": self.total_batch_size, "max_seq_len": self.seq_len,
+                    "world_size": self.info.world_size, "base_model_tag": self.base_tag, "base_step": self.base_step}
+        # the mixture's make-up (not the wording of why a source was left out)
+        expected |= {f"mixture.{k}": v for k, v in self.data.meta().items() if k in MIXTURE_IDENTITY}
+        saved = meta | {f"mixture.{k}": v for k, v in meta.get("mixture", {}).items()}
+        for key, value in expected.items():
+            if saved.get(key) != value:
+                raise ValueError(f"--resume-from-step {a.resume_from_step}: {where} has a different {key} than this run "
+                                 f"({saved.get(key)!r} vs {value!r}); resume with the original run's flags, data "
+                                 "and number of processes")
+        self.start_step, self.val_bpb = meta["step"], meta.get("val_bpb")
+        self.loop = LoopState(**meta["loop_state"])
+        ranks = meta["dataloader_state_dict"]["ranks"]
+        self.consumed = sum(s["consumed"] for s in ranks)
+        self.too_long = sum(s["too_long"] for s in ranks)
+        print0(f"Resuming from {where}")
+        return model_state, optim_state, meta, ranks[self.info.rank]
+
+    def _build_optimizer(self, optim_state, warm_start: bool):
+        optimizer = self.orig_model.setup_optimizer(**self.lrs, weight_decay=0.0,
+                                                    distributed=self.info.world_size > 1)
+        if optim_state is None:
+            return optimizer
+        # load_state_dict brings the saved hyperparameters too (a base run's LRs, momentum, decay):
+        # keep this run's and take only the per-parameter state (momentum buffers, Adam moments).
+        ours = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        optimizer.load_state_dict(optim_state)
+        for group, hyper in zip(optimizer.param_groups, ours):
+            group.update(hyper)
+        if warm_start:
+            n = sum(len(s) > 0 for s in optimizer.state.values())
+            print0(f"Warm start: optimizer state of {n} parameter tensor(s) loaded from the base checkpoint; "
+                   "LRs reset to this run's")
+        return optimizer
+
+    def _decide_compile(self) -> tuple[bool, str]:
+        a = self.args
+        if a.compile != "auto":
+            return a.compile == "1", f"--compile {a.compile}"
+        if self.device.type == "cuda":
+            return True, "auto: CUDA"
+        if a.num_iterations < 0:
+            return False, "auto: on CPU only for a fixed --num-iterations (an epoch's length is not known up front)"
+        flops = self.flops_per_token * self.total_batch_size * (a.num_iterations - self.start_step)
+        seconds = flops / (self.peak_flops * self.info.world_size)
+        verdict = "repays" if seconds > CPU_COMPILE_MIN_SECONDS else "is too short to repay"
+        return seconds > CPU_COMPILE_MIN_SECONDS, f"auto: ~{seconds:.0f}s of compute at peak {verdict} compiling"
+
+    def _loader(self, conversations, state=None):
+        from nanochat_core.data.sft_loader import sft_loader
+
+        return sft_loader(self.tokenizer, conversations, self.device_batch_size, self.seq_len, device=self.device,
+                          resume_state_dict=state, rank=self.info.rank, world_size=self.info.world_size)
+
+    def _val_steps(self) -> int:
+        a, val = self.args, self.data.val
+        if a.eval_every <= 0:
+            return 0
+        if val is None or len(val) < self.info.world_size:
+            print0(f"val bpb is skipped: {len(val) if val is not None else 0} validation conversation(s) for "
+                   f"{self.info.world_size} process(es)")
+            return 0
+        return max(1, a.eval_tokens // (self.device_batch_size * self.seq_len * self.info.world_size))
+
+    def _find_chatcore(self):
+        try:
+            from nanochat_core.evaluation.chatcore import chatcore
+        except ImportError:
+            print0(f"{CHATCORE_NOT_AVAILABLE}: --chatcore-every {self.args.chatcore_every} is ignored for this run")
+            return None
+        return chatcore
+
+    # ---- progress ---------------------------------------------------------------------------
+    @property
+    def epoch_mode(self) -> bool:
+        return self.args.num_iterations < 0
+
+    def progress(self, step: int) -> float:
+        """Share of training done before `step`: of the steps, or of one epoch of the mixture."""
+        if self.epoch_mode:
+            return min(1.0, self.consumed / len(self.data.train))
+        return step / self.args.num_iterations if self.args.num_iterations > 0 else 1.0
+
+    def is_last_step(self, step: int) -> bool:
+        if self.epoch_mode:
+            return self.consumed >= len(self.data.train)
+        return step >= self.args.num_iterations
+
+    # ---- periodic work ----------------------------------------------------------------------
+    def schedule(self, step: int) -> float:
+        a = self.args
+        lrm = sft_lr_multiplier(self.progress(step), a.warmup_ratio, a.warmdown_ratio, a.final_lr_frac)
+        momentum = sft_muon_momentum(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * lrm
+            if group["kind"] == "muon":
+                group["momentum"] = momentum
+        return lrm
+
+    def evaluate(self, step: int) -> None:
+        from nanochat_core.evaluation.bpb import evaluate_bpb
+
+        self.orig_model.eval()
+        self.val_bpb = evaluate_bpb(self.orig_model, self._loader(self.data.val), self.val_steps, self.token_bytes)
+        self.orig_model.train()
+        self.loop.min_val_bpb = min(self.loop.min_val_bpb, self.val_bpb)
+        print0(f"Step {step:05d} | Validation bpb: {self.val_bpb:.6f}")
+        self._report({"step": step, "val_bpb": self.val_bpb})
+
+    def chatcore(self, step: int) -> None:
+        a = self.args
+        self.orig_model.eval()
+        result = self.chatcore_fn(self.orig_model, self.tokenizer, self.device, task_data=self.task_data,
+                                  max_cat=a.chatcore_max_cat, max_sample=a.chatcore_max_sample, log=print0)
+        self.orig_model.train()
+        score, partial = result.get("chatcore"), bool(result.get("partial"))
+        self.chatcore_at = (step, score, partial)
+        shown = "n/a" if score is None else f"{score:.4f}"
+        print0(f"Step {step:05d} | ChatCORE: {shown}{' (partial: some tasks were left out)' if partial else ''}")
+        self._report({"step": step, "chatcore": score})
+
+    def save(self, step: int, finished: bool) -> None:
+        ranks = _gather_from_ranks(self.loader_state)  # every rank's position, for an exact resume
+        meta = {
+            "step": step, "val_bpb": self.val_bpb, "model_config": self.model_config, "user_config": vars(self.args),
+            "device_batch_size": self.device_batch_size, "max_seq_len": self.seq_len,
+            "total_batch_size": self.total_batch_size,
+            "dataloader_state_dict": {"world_size": self.info.world_size, "ranks": ranks},
+            "loop_state": dataclasses.asdict(self.loop),
+            # ours, beyond nanochat's keys
+            "base_model_tag": self.base_tag, "base_step": self.base_step, "mixture": self.data.meta(),
+            "conversations_too_long": self.too_long, "epoch_progress": self.consumed / len(self.data.train),
+            "num_iterations": self.args.num_iterations if not self.epoch_mode else (step if finished else -1),
+            "finished": finished, "world_size": self.info.world_size, "flops_per_token": self.flops_per_token,
+            "tokens_trained": step * self.total_batch_size,
+        }
+        if self.chatcore_at is not None and self.chatcore_at[0] == step:  # only a score of these very weights
+            meta["chatcore"], meta["chatcore_partial"] = self.chatcore_at[1:]
+        ckpt.save_checkpoint(self.ckpt_dir, step, self.orig_model.state_dict(), self.optimizer.state_dict(),
+                             meta, rank=self.info.rank)
+        print0(f"Saved checkpoint {ckpt.meta_path(self.ckpt_dir, step)}")
+
+    def _report(self, metrics: dict) -> None:
+        if self.info.is_master:
+            self.tracker.log(metrics)
+            if self.on_metrics is not None:
+                self.on_metrics(metrics)
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def train_step(self, batch) -> tuple[float, float, tuple]:
+        """One optimizer step over grad_accum micro-batches; returns (mean loss, lrm, next batch)."""
+        loss_sum = torch.zeros((), device=self.device)
+        x, y, state = batch
+        lrm = self.schedule(self.step)  # progress before this step's data
+        for _ in range(self.grad_accum):
+            loss = self.model(x, y)
+            loss_sum += loss.detach()
+            (loss / self.grad_accum).backward()
+            self.loader_state = state
+            x, y, state = next(self.train_loader)  # prefetch while the optimizer runs
+        self.optimizer.step()
+        self.model.zero_grad(set_to_none=True)
+        mean_loss = mean_over_ranks(loss_sum / self.grad_accum).item()
+        # Conversations consumed by every rank decide the epoch's end: all ranks stop at the same step.
+        self.consumed = _sum_over_ranks(self.loader_state["consumed"], self.device)
+        self.too_long = _sum_over_ranks(self.loader_state["too_long"], self.device)
+        return mean_loss, lrm, (x, y, state)
+
+    def run(self) -> dict:
+        a = self.args
+        batch = next(self.train_loader)
+        self.step = self.start_step
+        self.timing = {"steady_tokens": 0, "steady_seconds": 0.0, "seconds": 0.0}
+        self.last_loss, interrupted = None, False
+        with stop_on_signals() as stop:
+            while True:
+                step = self.step
+                last_step = self.is_last_step(step)
+                interrupted = not last_step and any_rank(bool(stop), self.device)
+                if interrupted:
+                    print0(f"Interrupted by signal: saving a checkpoint at step {step} "
+                           f"(resume with --resume-from-step {step})")
+                    self.save(step, finished=False)
+                    break
+                if self.val_steps and (last_step or step % a.eval_every == 0):
+                    self.evaluate(step)
+                if self.chatcore_fn is not None and (last_step or (step > 0 and step % a.chatcore_every == 0)):
+                    self.chatcore(step)
+                if last_step or (step > 0 and step != self.start_step and a.save_every > 0 and step % a.save_every == 0):
+                    self.save(step, finished=last_step)
+                if last_step:
+                    break
+
+                t0 = time.perf_counter()
+                loss, lrm, batch = self.train_step(batch)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                self.log_step(step, loss, lrm, time.perf_counter() - t0)
+                self.step += 1
+        self.tracker.finish()
+        return self.summary(interrupted)
+
+    def log_step(self, step: int, loss: float, lrm: float, dt: float) -> None:
+        self.last_loss = loss
+        self.loop.smooth_train_loss = EMA_BETA * self.loop.smooth_train_loss + (1 - EMA_BETA) * loss
+        debiased = self.loop.smooth_train_loss / (1 - EMA_BETA ** (step + 1))
+        tok_per_sec = int(self.total_batch_size / dt)
+        mfu = 100 * self.flops_per_token * self.total_batch_size / dt / (self.peak_flops * self.info.world_size)
+        self.timing["seconds"] += dt
+        if step > UNTIMED_STEPS:
+            self.loop.total_training_time += dt
+            self.timing["steady_tokens"] += self.total_batch_size
+            self.timing["steady_seconds"] += dt
+        progress = self.progress(step + 1)
+        where = f"step {step:05d} ({100 * progress:.2f}%)" if self.epoch_mode else \
+            f"step {step:05d}/{self.args.num_iterations:05d} ({100 * step / self.args.num_iterations:.2f}%)"
+        epoch = 1 + max(self.consumed - 1, 0) // len(self.data.train)  # the pass its latest conversation is in
+        print0(f"{where} | loss: {debiased:.6f} | lrm: {lrm:.2f} | dt: {dt * 1000:.2f}ms | tok/sec: {tok_per_sec:,} | "
+               f"mfu: {mfu:.2f} | epoch: {epoch} | total time: {self.loop.total_training_time / 60:.2f}m")
+        self._report({"step": step, "loss": debiased, "raw_loss": loss, "lrm": lrm, "dt": dt,
+                      "tok_per_sec": tok_per_sec, "mfu": mfu, "total_time": self.loop.total_training_time,
+                      "progress": progress, "epoch": epoch})
+
+    def summary(self, interrupted: bool) -> dict:
+        t = self.timing
+        steps_run = self.step - self.start_step
+        if t["steady_seconds"] > 0:
+            tokens_per_sec = t["steady_tokens"] / t["steady_seconds"]
+        else:
+            tokens_per_sec = steps_run * self.total_batch_size / t["seconds"] if t["seconds"] > 0 else 0.0
+        mfu = 100 * self.flops_per_token * tokens_per_sec / (self.peak_flops * self.info.world_size)
+        final_loss = self.loop.smooth_train_loss / (1 - EMA_BETA ** self.step) if self.step > 0 else None
+        min_bpb = self.loop.min_val_bpb
+        cap = self.seq_len + 1
+        print0(f"Training done: {steps_run} steps in {t['seconds']:.1f}s, {tokens_per_sec:,.0f} tok/s, MFU {mfu:.2f}%; "
+               f"{self.too_long:,} conversation(s) longer than a row of {cap} tokens were left out")
+        if self.device.type == "cuda":
+            print0(f"Peak memory: {torch.cuda.max_memory_allocated() / 2**20:.0f}MiB")
+        mixture = self.data.meta()
+        return {
+            "step": self.step, "num_iterations": self.args.num_iterations if not self.epoch_mode else self.step,
+            "interrupted": interrupted,
+            "val_bpb": self.val_bpb, "min_val_bpb": min_bpb if math.isfinite(min_bpb) else None,
+            "final_loss": final_loss, "final_raw_loss": self.last_loss,
+            "tokens_trained": self.step * self.total_batch_size, "tokens_per_sec": tokens_per_sec, "mfu": mfu,
+            "peak_flops": self.peak_flops, "param_counts": dict(self.param_counts),
+            "training_seconds": t["seconds"], "total_training_time": self.loop.total_training_time,
+            "flops_per_token": self.flops_per_token,
+            "total_flops": self.flops_per_token * self.step * self.total_batch_size,
+            "total_batch_size": self.total_batch_size, "device_batch_size": self.device_batch_size,
+            "grad_accum_steps": self.grad_accum, "world_size": self.info.world_size,
+            "model_tag": self.output_tag, "checkpoint_dir": str(self.ckpt_dir),
+            "base_model_tag": self.base_tag, "base_step": self.base_step,
+            "mixture": {s["name"]: s["conversations"] * s["epochs"] for s in mixture["sources"]},
+            "mixture_left_out": {m["name"]: m["reason"] for m in mixture["left_out"]},
+            "train_conversations": mixture["train_conversations"], "val_conversations": mixture["val_conversations"],
+            "conversations_too_long": self.too_long, "epoch_progress": self.consumed / len(self.data.train),
+            "chatcore": self.chatcore_at[1] if self.chatcore_at else None,
+            "chatcore_partial": self.chatcore_at[2] if self.chatcore_at else None,
+        }
