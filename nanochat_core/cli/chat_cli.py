@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nanochat_core.cli.chat_cli", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("-i", "--source", choices=sorted(SOURCES), default="sft", help="checkpoint family to load")
-    p.add_argument("-g", "--model-tag", type=str, default=None, help="checkpoint folder; when not given, the largest depth's tag")
+    p.add_argument("-g", "--model-tag", type=str, default=None,
+                   help="checkpoint folder; when not given, the largest depth's tag")
     p.add_argument("-s", "--step", type=int, default=None, help="checkpoint step; when not given, the last")
     p.add_argument("-p", "--prompt", type=str, default="", help="answer this one message and exit")
     p.add_argument("-t", "--temperature", type=float, default=0.6, help="sampling temperature (0 = greedy)")

@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", type=str, default="127.0.0.1", help="address to listen on (0.0.0.0 = every interface)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("-i", "--source", choices=sorted(SOURCES), default="sft", help="checkpoint family to load")
-    p.add_argument("-g", "--model-tag", type=str, default=None, help="checkpoint folder; when not given, the largest depth's tag")
+    p.add_argument("-g", "--model-tag", type=str, default=None,
+                   help="checkpoint folder; when not given, the largest depth's tag")
     p.add_argument("-s", "--step", type=int, default=None, help="checkpoint step; when not given, the last")
     p.add_argument("-t", "--temperature", type=float, default=0.8, help="default sampling temperature")
     p.add_argument("-k", "--top-k", type=int, default=50, help="default top-k (0 = all tokens)")
