@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -217,3 +218,36 @@ def test_torchrun_two_processes(base):
     ranks = meta["dataloader_state_dict"]["ranks"]
     assert [s["rank"] for s in ranks] == [0, 1] and meta["world_size"] == 2 and meta["finished"]
     assert sum(s["consumed"] for s in ranks) >= meta["mixture"]["train_conversations"]
+
+
+def test_chatcore_runs_periodically_and_is_recorded(base, capsys):
+    seen = []
+    summary = train_sft(sft_args(base, num_iterations=2, eval_every=-1, chatcore_every=1, chatcore_max_cat=2,
+                                 chatcore_max_sample=1), on_metrics=seen.append)
+    out = capsys.readouterr().out
+    # ARC and HumanEval have no data here: a partial ChatCORE, no made-up number
+    assert [m["step"] for m in seen if "chatcore" in m] == [1, 2] and summary["chatcore_partial"] is True
+    assert "Step 00002 | ChatCORE: n/a (partial: some tasks were left out)" in out and "MMLU: accuracy" in out
+    meta = json.loads((base / "chatsft_checkpoints" / "d2" / "meta_000002.json").read_text())
+    assert meta["chatcore"] is None and meta["chatcore_partial"] is True
+
+
+def test_sigint_saves_a_resumable_checkpoint(base):
+    cmd = [sys.executable, "-u", "-m", "nanochat_core.cli.chat_sft", *SFT_FLAGS, "--task-data", str(base / "task_data"),
+           "--num-iterations", "100000", "--eval-every", "-1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("step 00002/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(lines) + rest
+    assert "Interrupted by signal" in rest
+    metas = list((base / "chatsft_checkpoints" / "d2").glob("meta_*.json"))
+    assert len(metas) == 1
+    meta = json.loads(metas[0].read_text())
+    assert meta["step"] >= 3 and not meta["finished"] and meta["dataloader_state_dict"]["ranks"][0]["consumed"] > 0
+    resumed = train_sft(sft_args(base, resume_from_step=meta["step"], num_iterations=meta["step"] + 1, eval_every=-1))
+    assert resumed["step"] == meta["step"] + 1 and not resumed["interrupted"]

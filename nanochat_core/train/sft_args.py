@@ -7,6 +7,7 @@ is the single source of truth for defaults: programmatic runs use `make_sft_args
 from __future__ import annotations
 
 import argparse
+import os
 
 from nanochat_core.train.args import batch_size_or_auto, fraction
 
@@ -115,6 +116,8 @@ def validate_sft_args(args: argparse.Namespace) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if isinstance(args.jsonl, (str, os.PathLike)):  # one file given programmatically
+        args.jsonl = [args.jsonl]
     args.jsonl = [str(p) for p in args.jsonl]
     return args
 

@@ -132,7 +132,7 @@ class SFTTrainer:
         # this rank's position after the last batch trained on
         self.loader_state = loader_state or initial_state(info.rank, info.world_size)
         self.val_steps = self._val_steps()
-        self.tracker = make_tracker(args.run, vars(args), info.is_master)
+        self.tracker = make_tracker(args.run, vars(args), info.is_master, project="nanochat-sft")
         self.chatcore_fn = self._find_chatcore() if args.chatcore_every > 0 else None
         self.chatcore_at: tuple[int, float | None, bool] | None = None
 
@@ -160,7 +160,8 @@ class SFTTrainer:
         self.lrs = {"embedding_lr": a.embedding_lr * scale, "unembedding_lr": a.unembedding_lr * scale,
                     "matrix_lr": a.matrix_lr * scale, "scalar_lr": float(base_flags["scalar_lr"]) * scale}
         print0("Peak LRs: " + ", ".join(f"{k} {v:.6g}" for k, v in self.lrs.items()) +
-               f" (flag x sqrt({self.total_batch_size} / {B_REF}) x --init-lr-frac {a.init_lr_frac})")
+               f" (flag x sqrt({self.total_batch_size} / {B_REF}) x --init-lr-frac {a.init_lr_frac}; the optimizer "
+               "further scales the AdamW groups by (model_dim / 768)^-0.5, as in base training)")
 
     def _load_data(self):
         """Rank 0 loads first (one download into the task-data cache), the others then read the cache."""
@@ -250,8 +251,12 @@ class SFTTrainer:
             group.update(hyper)
         if warm_start:
             n = sum(len(s) > 0 for s in optimizer.state.values())
-            print0(f"Warm start: optimizer state of {n} parameter tensor(s) loaded from the base checkpoint; "
-                   "LRs reset to this run's")
+            total = sum(len(g["params"]) for g in optimizer.param_groups)
+            # A checkpoint from a run sharded over more processes (e.g. nanochat's, which records no world
+            # size) holds only this rank's share: say so rather than imply a full warm start.
+            partial = "" if n == total else " (the rest start fresh: was the base run sharded over more processes?)"
+            print0(f"Warm start: optimizer state of {n} of {total} parameter tensors loaded from the base "
+                   f"checkpoint{partial}; LRs reset to this run's")
         return optimizer
 
     def _decide_compile(self) -> tuple[bool, str]:
