@@ -8,12 +8,13 @@ conversation in a row is whole. Targets are -1 (ignored by the loss) wherever th
 0: BOS, user turns, <|assistant_start|>, tool outputs, and the padding.
 
 A conversation longer than a row can never be placed whole. nanochat's loader kept it in the
-buffer forever, silently; here it is left out when read and counted (`too_long` in the state).
+buffer forever, silently; here it is left out whenever read, and counted the first time (in epoch
+1), so `too_long` is the number of distinct mixture entries of this rank that do not fit.
 
 Resume state (JSON-serializable), yielded with every batch: the position after that batch.
     cursor, epoch     the next mixture index this rank reads, and its epoch (from 1)
     consumed          conversations this rank has taken (placed in a row, or left out as too long)
-    too_long          conversations this rank left out because they do not fit a row
+    too_long          mixture entries this rank left out because they do not fit a row (each counted once)
     buffer            mixture indices of the buffered conversations, in arrival order (re-rendered on resume)
     rank, world_size  whose position this is
 """
@@ -99,14 +100,14 @@ def _generate(tokenizer, conversations, B, T, device, state, rank, world_size, b
 
     def refill() -> None:
         nonlocal skipped_in_a_row
-        index = pos["cursor"]
+        index, first_reading = pos["cursor"], pos["epoch"] == 1
         pos["cursor"] += world_size
         if pos["cursor"] >= n:
             pos["cursor"] %= n
             pos["epoch"] += 1
         ids, mask = render(index)
         if len(ids) > cap:
-            pos["too_long"] += 1
+            pos["too_long"] += first_reading
             pos["consumed"] += 1
             skipped_in_a_row += 1
             if skipped_in_a_row >= n:

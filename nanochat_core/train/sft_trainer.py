@@ -132,6 +132,7 @@ class SFTTrainer:
         # this rank's position after the last batch trained on
         self.loader_state = loader_state or initial_state(info.rank, info.world_size)
         self.val_steps = self._val_steps()
+        self.val_too_long: int | None = None  # conversations validation left out, once it has run
         self.tracker = make_tracker(args.run, vars(args), info.is_master, project="nanochat-sft")
         self.chatcore_fn = self._find_chatcore() if args.chatcore_every > 0 else None
         self.chatcore_at: tuple[int, float | None, bool] | None = None
@@ -326,9 +327,21 @@ class SFTTrainer:
     def evaluate(self, step: int) -> None:
         from nanochat_core.evaluation.bpb import evaluate_bpb
 
+        last_state = {}
+
+        def batches():
+            for x, y, state in self._loader(self.data.val):
+                last_state.update(state)
+                yield x, y
+
         self.orig_model.eval()
-        self.val_bpb = evaluate_bpb(self.orig_model, self._loader(self.data.val), self.val_steps, self.token_bytes)
+        self.val_bpb = evaluate_bpb(self.orig_model, batches(), self.val_steps, self.token_bytes)
         self.orig_model.train()
+        too_long = _sum_over_ranks(last_state["too_long"], self.device)
+        if self.val_too_long is None and too_long:  # the same each time: every evaluation reads the same rows
+            print0(f"Validation bpb leaves out {too_long:,} conversation(s) longer than a row of "
+                   f"{self.seq_len + 1} tokens")
+        self.val_too_long = too_long
         self.loop.min_val_bpb = min(self.loop.min_val_bpb, self.val_bpb)
         print0(f"Step {step:05d} | Validation bpb: {self.val_bpb:.6f}")
         self._report({"step": step, "val_bpb": self.val_bpb})
@@ -355,7 +368,8 @@ class SFTTrainer:
             "loop_state": dataclasses.asdict(self.loop),
             # ours, beyond nanochat's keys
             "base_model_tag": self.base_tag, "base_step": self.base_step, "mixture": self.data.meta(),
-            "conversations_too_long": self.too_long, "epoch_progress": self.consumed / len(self.data.train),
+            "conversations_too_long": self.too_long, "val_conversations_too_long": self.val_too_long,
+            "epoch_progress": self.consumed / len(self.data.train),
             "num_iterations": self.args.num_iterations if not self.epoch_mode else (step if finished else -1),
             "finished": finished, "world_size": self.info.world_size, "flops_per_token": self.flops_per_token,
             "tokens_trained": step * self.total_batch_size,
@@ -480,7 +494,8 @@ class SFTTrainer:
             "mixture": {s["name"]: s["conversations"] * s["epochs"] for s in mixture["sources"]},
             "mixture_left_out": {m["name"]: m["reason"] for m in mixture["left_out"]},
             "train_conversations": mixture["train_conversations"], "val_conversations": mixture["val_conversations"],
-            "conversations_too_long": self.too_long, "epoch_progress": self.consumed / len(self.data.train),
+            "conversations_too_long": self.too_long, "val_conversations_too_long": self.val_too_long,
+            "epoch_progress": self.consumed / len(self.data.train),
             "chatcore": self.chatcore_at[1] if self.chatcore_at else None,
             "chatcore_partial": self.chatcore_at[2] if self.chatcore_at else None,
         }
