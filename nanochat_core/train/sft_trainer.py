@@ -61,12 +61,13 @@ def train_sft(args, on_metrics: Callable[[dict], None] | None = None) -> dict:
         shutdown_distributed()
 
 
-def _sum_over_ranks(value: int, device) -> int:
+def _sum_over_ranks(values: list[int], device) -> list[int]:
+    """Element-wise sums over all ranks, in one collective."""
     if not (dist.is_available() and dist.is_initialized()):
-        return value
-    t = torch.tensor(value, dtype=torch.int64, device=device)
+        return list(values)
+    t = torch.tensor(values, dtype=torch.int64, device=device)
     dist.all_reduce(t)
-    return int(t.item())
+    return t.tolist()
 
 
 def _gather_from_ranks(obj) -> list:
@@ -337,7 +338,7 @@ class SFTTrainer:
         self.orig_model.eval()
         self.val_bpb = evaluate_bpb(self.orig_model, batches(), self.val_steps, self.token_bytes)
         self.orig_model.train()
-        too_long = _sum_over_ranks(last_state["too_long"], self.device)
+        too_long, = _sum_over_ranks([last_state["too_long"]], self.device)
         if self.val_too_long is None and too_long:  # the same each time: every evaluation reads the same rows
             print0(f"Validation bpb leaves out {too_long:,} conversation(s) longer than a row of "
                    f"{self.seq_len + 1} tokens")
@@ -402,8 +403,8 @@ class SFTTrainer:
         self.model.zero_grad(set_to_none=True)
         mean_loss = mean_over_ranks(loss_sum / self.grad_accum).item()
         # Conversations consumed by every rank decide the epoch's end: all ranks stop at the same step.
-        self.consumed = _sum_over_ranks(self.loader_state["consumed"], self.device)
-        self.too_long = _sum_over_ranks(self.loader_state["too_long"], self.device)
+        self.consumed, self.too_long = _sum_over_ranks(
+            [self.loader_state["consumed"], self.loader_state["too_long"]], self.device)
         return mean_loss, lrm, (x, y, state)
 
     def run(self) -> dict:
