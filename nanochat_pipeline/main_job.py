@@ -2,7 +2,8 @@
 
 Each asset (each base_model cell) is its own run on the persistent instance, so `dagster dev`
 shows the same history; assets that are up to date (materialized, not unsynced, files on disk)
-are skipped. sft_model and eval_report are reported as waiting for their issues, not run.
+are skipped. sft_model and eval_report run for the preset's chat_cells only (each is one more
+training run and evaluation); the other cells are one click away in the UI.
 """
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ from pathlib import Path
 import dagster as dg
 
 from nanochat_core import settings
-from nanochat_pipeline.assets.chat import NOT_LANDED
 from nanochat_pipeline.assets.data import corpus_file, tokenizer_files
 from nanochat_pipeline.assets.scaling import results_csv
 from nanochat_pipeline.staleness import needs_run, stale_resolver
 
-UNPARTITIONED_ORDER = ["raw_corpus", "shuffled_shards", "tokenizer", "synthetic_conversations"]
+UNPARTITIONED_ORDER = ["raw_corpus", "shuffled_shards", "tokenizer", "synthetic_conversations", "eval_bundle", "task_data"]
 
 
 def artifact_paths(preset, asset: str, partition: str | None) -> list[Path]:
@@ -30,10 +30,12 @@ def artifact_paths(preset, asset: str, partition: str | None) -> list[Path]:
         return tokenizer_files(settings.tokenizer_dir(root))
     if asset == "synthetic_conversations":
         return [root / "identity_conversations.jsonl"]
-    if asset == "base_model":
+    if asset in ("base_model", "sft_model", "eval_report"):
         from nanochat_pipeline.partitions import cell_from_key, grid_partitions
-        cell = cell_from_key(grid_partitions(preset), partition)
-        return [settings.base_checkpoints_dir(root) / cell.model_tag]
+        tag = cell_from_key(grid_partitions(preset), partition).model_tag
+        return [{"base_model": settings.base_checkpoints_dir(root) / tag,
+                 "sft_model": settings.chatsft_checkpoints_dir(root) / tag,
+                 "eval_report": settings.report_dir(root) / tag / "report.md"}[asset]]
     if asset == "scaling_results":
         return [results_csv(preset)]
     return []
@@ -75,9 +77,12 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, log
             return 1
     if not materialize("scaling_results"):
         return 1
-    for asset, why in NOT_LANDED.items():
-        log(f"  {asset}: not run: {why}")
+    for cell in preset.chat_cells:
+        for asset in ("sft_model", "eval_report"):
+            if not materialize(asset, cell):
+                return 1
     log(f"results: {results_csv(preset)}")
-    log(f"checkpoints: {settings.base_checkpoints_dir(preset.root)}")
+    log(f"checkpoints: {settings.base_checkpoints_dir(preset.root)}, {settings.chatsft_checkpoints_dir(preset.root)}")
+    log(f"report cards: {settings.report_dir(preset.root)}/<tag>/report.md")
     log(f"history: {instance.root_directory} (open it with `dagster dev -w workspace.yaml`, same DAGSTER_HOME)")
     return 0

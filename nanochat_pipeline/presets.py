@@ -129,7 +129,7 @@ def load_preset(name_or_path: str) -> Preset:
 
 
 # chat_sft flags the pipeline sets itself (the cell's tags, the data it wires in, resuming).
-SFT_PIPELINE_FLAGS = {"model_tag", "model_step", "output_tag", "resume_from_step", "identity", "task_data", "jsonl_files"}
+SFT_PIPELINE_FLAGS = {"model_tag", "model_step", "output_tag", "resume_from_step", "identity", "task_data", "jsonl"}
 
 
 def sft_flag_names() -> set[str]:

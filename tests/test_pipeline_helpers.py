@@ -27,7 +27,7 @@ compile = "0"
 
 
 def write_tiny_preset(folder: Path, *, name="tiny", vocab_size=320, depths=(1,), flops=("2e9", "4e9"),
-                      extra_train="") -> Path:
+                      extra_train="", extra_sections="") -> Path:
     """A preset over 1200 generated documents: shards + tokenizer in ~2 s, a cell in a few seconds."""
     corpus = folder / "corpus.jsonl"
     if not corpus.exists():
@@ -50,7 +50,7 @@ max_chars = 1000000
 
 [synthetic]
 num = 5
-{TINY_TRAIN}{extra_train}""")
+{TINY_TRAIN}{extra_train}{extra_sections}""")
     return path
 
 

@@ -125,13 +125,6 @@ def test_crashing_child_fails_clearly_and_records_nothing(tiny):
     assert latest_materialization(instance, "base_model", CELL) is None
 
 
-def test_unlanded_sft_fails_with_a_message_not_a_fake_result(tiny):
-    defs, _, instance, _ = tiny
-    result = materialize(defs, instance, ["sft_model"], CELL, raise_on_error=False)
-    assert not result.success and "SFT trainer has not landed yet" in failure_messages(result)
-    assert latest_materialization(instance, "sft_model", CELL) is None
-
-
 def test_two_process_cell_runs_under_torchrun_and_reports_once(tmp_base_dir, tmp_path):
     """nproc_per_node = 2: the cell trains under torchrun (gloo on CPU); only rank 0 opens Pipes."""
     defs, preset = tiny_defs(write_tiny_preset(tmp_path, extra_train="nproc_per_node = 2\n"))

@@ -1,24 +1,32 @@
-"""synthetic_conversations -> sft_model[depth|flops] -> eval_report[depth|flops].
+"""synthetic_conversations -> sft_model[depth|flops].
 
-synthetic_conversations uses the core's offline generator. The SFT trainer (issue 4) and the
-evaluation (issue 5) have not landed: their assets are in the graph so the seams exist, and
-materializing them fails with a message saying so instead of recording a fake result.
+synthetic_conversations uses the core's offline generator (the API one needs a key and network).
+sft_model fine-tunes a cell's base checkpoint with the core's chat_sft in a Pipes child, in the
+same training pool as base_model, resuming an interrupted run from its checkpoint.
 """
 
+import json
+
 import dagster as dg
+from dagster._core.errors import DagsterPipesExecutionError  # not exported at top level in 1.13
 
+from nanochat_core import settings
 from nanochat_core.file_hash import files_sha256
+from nanochat_core.train import checkpoint as ckpt
 from nanochat_pipeline.assets.data import AUTOMATION
+from nanochat_pipeline.assets.eval_inputs import is_offline, task_data_dir
+from nanochat_pipeline.assets.training import TRAINING_POOL, checkpoint_loads_check, child_command, resumable_step
+from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
+from nanochat_pipeline.required_files import require_files
 
-NOT_LANDED = {
-    "sft_model": "the SFT trainer has not landed yet (issue 4: chat SFT); nothing was trained or recorded",
-    "eval_report": "the CORE and chat evaluations have not landed yet (issue 5: evaluation); nothing was recorded",
-}
+SFT_CHILD_MODULE = "nanochat_pipeline.sft_child"
+SFT_MODEL_CHECKS = [dg.AssetCheckSpec("sft_checkpoint_loads", asset="sft_model", blocking=True)]
 
 
-def build_chat_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, base_model_asset) -> list:
-    path = preset.root / "identity_conversations.jsonl"
+def build_chat_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, base_model_asset, task_data_asset) -> list:
+    root = preset.root
+    path = root / "identity_conversations.jsonl"
 
     @dg.asset(group_name="chat", code_version="1", automation_condition=AUTOMATION,
               description="Synthetic identity conversations (JSONL) for SFT, from the offline generator.")
@@ -31,14 +39,30 @@ def build_chat_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, 
         return dg.MaterializeResult(metadata={"conversations": stats["total_lines"], "path": dg.MetadataValue.path(str(path))},
                                     data_version=dg.DataVersion(files_sha256([path])))
 
-    @dg.asset(group_name="chat", code_version="0", deps=[base_model_asset, synthetic_conversations],
-              partitions_def=partitions, description="The chat model of one cell (SFT). Waiting for issue 4.")
-    def sft_model(context: dg.AssetExecutionContext) -> None:
-        raise dg.Failure(f"sft_model {context.partition_key}: {NOT_LANDED['sft_model']}")
+    @dg.asset(group_name="chat", code_version="1", deps=[base_model_asset, synthetic_conversations, task_data_asset],
+              partitions_def=partitions, pool=TRAINING_POOL, check_specs=SFT_MODEL_CHECKS,
+              description="The chat model of one cell: chat_sft on its base checkpoint, through Pipes.")
+    def sft_model(context: dg.AssetExecutionContext, pipes_subprocess_client: dg.PipesSubprocessClient) -> dg.MaterializeResult:
+        cell = cell_from_key(partitions, context.partition_key)
+        base_dir = settings.base_checkpoints_dir(root) / cell.model_tag
+        require_files("sft_model", [base_dir], "base_model")
+        ckpt_dir = settings.chatsft_checkpoints_dir(root) / cell.model_tag
+        resume = resumable_step(ckpt_dir)
+        if resume >= 0:
+            context.log.info(f"{cell.model_tag}: an interrupted SFT run left a checkpoint at step {resume}; resuming from it")
+        flags = {"device_type": preset.train.get("device_type", "auto")} | preset.sft
+        command = child_command(SFT_CHILD_MODULE, preset.nproc_per_node) + [
+            "--model-tag", cell.model_tag, "--identity", str(path), "--task-data", str(task_data_dir(preset)),
+            "--resume-from-step", str(resume), "--sft-json", json.dumps(flags)]
+        env = {"NANOCHAT_BASE_DIR": str(root)} | ({"HF_HUB_OFFLINE": "1"} if is_offline(preset) else {})
+        try:
+            invocation = pipes_subprocess_client.run(command=command, context=context, env=env)
+        except DagsterPipesExecutionError as e:
+            raise dg.Failure(f"SFT of {cell.model_tag} failed ({e}). A cancelled run keeps its checkpoint and the "
+                             "next materialization resumes; otherwise see this step's stderr.") from e
+        result = invocation.get_materialize_result()
+        step = ckpt.find_last_step(ckpt_dir)
+        return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version,
+                                    check_results=[checkpoint_loads_check(SFT_MODEL_CHECKS[0].name, ckpt_dir, step)])
 
-    @dg.asset(group_name="chat", code_version="0", deps=[sft_model], partitions_def=partitions,
-              description="CORE + chat evaluation report of one cell. Waiting for issue 5.")
-    def eval_report(context: dg.AssetExecutionContext) -> None:
-        raise dg.Failure(f"eval_report {context.partition_key}: {NOT_LANDED['eval_report']}")
-
-    return [synthetic_conversations, sft_model, eval_report]
+    return [synthetic_conversations, sft_model]

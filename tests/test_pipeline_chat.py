@@ -1,0 +1,90 @@
+"""sft_model and eval_report of a tiny cell through the real Pipes child and the core's commands,
+with task data in release format that the test writes, on a real (temporary) Dagster instance."""
+import json
+import math
+
+import dagster as dg
+import pytest
+
+from nanochat_core import settings
+from nanochat_core.file_hash import files_sha256
+from test_pipeline_helpers import DATA_ASSETS, latest_materialization, materialize, tiny_defs, write_tiny_preset
+
+pytestmark = pytest.mark.slow
+CELL = "d1|2e9"
+
+
+def write_task_data(root):
+    """GSM8K test and ARC-Easy test in their release formats; everything else absent."""
+    (root / "gsm8k" / "data").mkdir(parents=True)
+    (root / "gsm8k" / "data" / "test.jsonl").write_text("".join(
+        json.dumps({"question": f"What is {i} plus {i}?", "answer": f"{i} + {i} = <<{i}+{i}={2 * i}>>{2 * i}\n#### {2 * i}"})
+        + "\n" for i in range(3)))
+    (root / "arc" / "ARC-Easy").mkdir(parents=True)
+    (root / "arc" / "ARC-Easy" / "ARC-Easy-Test.jsonl").write_text("".join(json.dumps(
+        {"id": str(i), "question": {"stem": f"Pick {i}", "choices": [{"text": t, "label": l} for t, l in
+                                                                      zip("wxyz", "1234")]}, "answerKey": "2"}) + "\n"
+        for i in range(4)))
+
+
+@pytest.fixture
+def chat_cell(tmp_base_dir, tmp_path):
+    task_data = tmp_path / "task_data"
+    write_task_data(task_data)
+    sections = f"""
+[sft]
+max_seq_len = 512
+device_batch_size = 4
+total_batch_size = 2048
+num_iterations = 6
+eval_every = 3
+eval_tokens = 512
+chatcore_every = -1
+
+[evaluation]
+offline = true
+task_data = "{task_data}"
+chat_tasks = "ARC-Easy|GSM8K|MMLU"
+chat_max_problems = 3
+"""
+    defs, preset = tiny_defs(write_tiny_preset(tmp_path, extra_sections=sections))
+    with dg.instance_for_test() as instance:
+        assert materialize(defs, instance, DATA_ASSETS + ["synthetic_conversations", "eval_bundle", "task_data"]).success
+        assert materialize(defs, instance, ["base_model"], CELL).success
+        yield defs, preset, instance
+
+
+def values(mat):
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+def test_inputs_say_what_is_missing_offline(chat_cell):
+    _, _, instance = chat_cell
+    bundle = values(latest_materialization(instance, "eval_bundle"))
+    assert bundle["available"] is False and "offline" in bundle["reason"]
+    tasks = values(latest_materialization(instance, "task_data"))
+    assert (tasks["available"], tasks["missing"]) == (2, 7)  # GSM8K test and ARC-Easy test only
+    assert "| GSM8K test | chat_eval, chat_sft (validation) | 3 rows, local release files |" in tasks["sources"]
+    assert "| SmolTalk train | chat_sft | missing: " in tasks["sources"] and "HF_HUB_OFFLINE" in tasks["sources"]
+
+
+def test_sft_then_eval_report(chat_cell):
+    defs, preset, instance = chat_cell
+    result = materialize(defs, instance, ["sft_model"], CELL)
+    assert result.success
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"sft_checkpoint_loads": True}
+    mat = latest_materialization(instance, "sft_model", CELL)
+    sft = values(mat)
+    assert sft["steps"] == 6 and math.isfinite(sft["final_loss"])
+    assert "identity" in sft["mixture"] and "data:image/png;base64," in sft["loss_curve"]
+    ckpt_dir = settings.chatsft_checkpoints_dir(preset.root) / "d1_2e9"
+    assert mat.tags["dagster/data_version"] == files_sha256([ckpt_dir / "model_000006.pt"])
+
+    assert materialize(defs, instance, ["eval_report"], CELL).success
+    report = values(latest_materialization(instance, "eval_report", CELL))
+    card = (settings.report_dir(preset.root) / "d1_2e9" / "report.md").read_text()
+    assert report["report"] == card
+    assert "CORE was not evaluated" in card  # and the card says why
+    assert 0.0 <= report["ARC-Easy (sft)"] <= 1.0 and 0.0 <= report["GSM8K (sft)"] <= 1.0
+    assert "ChatCORE (sft)" not in report  # MMLU was not evaluated: ChatCORE is partial, never averaged
+    assert "MMLU" in card and report["not_evaluated"] >= 2  # CORE (no bundle) and MMLU (no data) at least
