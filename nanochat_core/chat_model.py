@@ -14,6 +14,7 @@ SOURCES = {
     # source: (checkpoints root, the command that writes checkpoints there)
     "base": (settings.base_checkpoints_dir, "python -m nanochat_core.cli.base_train"),
     "sft": (settings.chatsft_checkpoints_dir, "python -m nanochat_core.cli.chat_sft"),
+    "rl": (settings.chatrl_checkpoints_dir, "an RL stage (nanochat's scripts/chat_rl.py)"),
 }
 
 
@@ -25,6 +26,8 @@ class ChatModel:
     tag: str
     step: int
     device: object
+    meta: dict
+    root: Path
 
     @property
     def context(self) -> int:
@@ -54,7 +57,7 @@ def load_chat_model(source: str = "sft", model_tag: str | None = None, step: int
     if vocab != tokenizer.get_vocab_size():
         raise ValueError(f"checkpoint {root / tag} has vocab_size {vocab} but the tokenizer in "
                          f"{settings.tokenizer_dir()} has {tokenizer.get_vocab_size()}: they were not trained together")
-    return ChatModel(model, tokenizer, source, tag, int(meta["step"]), device)
+    return ChatModel(model, tokenizer, source, tag, int(meta["step"]), device, meta, root)
 
 
 def conversation_prompt(tokenizer, messages: list[dict]) -> list[int]:

@@ -16,10 +16,6 @@ from nanochat_core.sizing import scaling_params
 UNTIMED_STEPS = 10  # base_train leaves its first steps out of total_training_time (see base_trainer)
 
 
-def chat_eval_dir(root: Path | None = None) -> Path:
-    return (root if root is not None else settings.base_dir()) / "chat_eval"
-
-
 def missing(reason: str) -> dict:
     return {"status": "missing", "reason": reason}
 
@@ -185,7 +181,7 @@ def base_eval_section(model_tag: str, step: int | None, root: Path | None = None
 def chat_eval_section(model_tag: str, source: str = "sft", root: Path | None = None) -> dict:
     import json
 
-    folder = chat_eval_dir(root)
+    folder = settings.chat_eval_dir(root)
     found = latest_step_file(folder, f"{source}_{model_tag}")
     if found is None:
         reason = f"{folder / f'{source}_{model_tag}_<step>.json'} is missing: chat evaluation was not run (chat_eval)"

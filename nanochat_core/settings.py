@@ -54,6 +54,14 @@ def chatsft_checkpoints_dir(root: Path | None = None) -> Path:
     return _under("chatsft_checkpoints", root)
 
 
+def chatrl_checkpoints_dir(root: Path | None = None) -> Path:
+    return _under("chatrl_checkpoints", root)
+
+
+def chat_eval_dir(root: Path | None = None) -> Path:
+    return _under("chat_eval", root)
+
+
 def eval_bundle_dir(root: Path | None = None) -> Path:
     return _under("eval_bundle", root)
 

@@ -11,18 +11,7 @@ import sys
 from pathlib import Path
 
 from nanochat_core import settings
-
-# -i/--source: (checkpoints root, the command that writes checkpoints there)
-SOURCES = {
-    "sft": (settings.chatsft_checkpoints_dir, "python -m nanochat_core.cli.chat_sft"),
-    "base": (settings.base_checkpoints_dir, "python -m nanochat_core.cli.base_train"),
-    "rl": (lambda: settings.base_dir() / "chatrl_checkpoints", "an RL stage (nanochat's scripts/chat_rl.py)"),
-}
-
-
-def chat_eval_dir() -> Path:
-    return settings.base_dir() / "chat_eval"
-
+from nanochat_core.chat_model import SOURCES
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nanochat_core.cli.chat_eval", description=__doc__.split("\n\n")[0],
@@ -46,28 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def checkpoint_root(source: str) -> Path:
-    """The source's checkpoints folder; a clear error naming it (and what fills it) when empty."""
-    root_of, command = SOURCES[source]
-    root = Path(root_of())
-    if not root.is_dir() or not any(p.is_dir() for p in root.iterdir()):
-        raise FileNotFoundError(f"no {source} checkpoints: the folder {root} is missing or empty "
-                                f"(train one first: {command})")
-    return root
-
-
-def record_chatcore(meta_file: Path, result: dict) -> None:
-    """Add chatcore (and whether it is partial) to a checkpoint's meta json, rewritten atomically."""
-    import json
-
-    from nanochat_core.atomic import write_json_atomic
-
-    meta = json.loads(Path(meta_file).read_text(encoding="utf-8"))
-    meta["chatcore"] = result["chatcore"]
-    meta["chatcore_partial"] = result["partial"]
-    write_json_atomic(meta_file, meta)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -83,27 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         if value < 1:
             parser.error(f"{flag} must be at least 1, got {value}")
 
+    from nanochat_core.chat_model import load_chat_model
     from nanochat_core.device import resolve_device_type
     from nanochat_core.evaluation.chat_eval import evaluate_chat, format_chatcore, write_chat_results
     from nanochat_core.tasks.task_data import task_data_root
-    from nanochat_core.tokenizer import get_tokenizer
-    from nanochat_core.train.checkpoint import find_largest_model_tag, load_model, meta_path
+    from nanochat_core.train.checkpoint import meta_path, update_meta
 
     try:
         device_type = resolve_device_type(args.device_type)
         device = "cuda:0" if device_type == "cuda" else device_type
-        root = checkpoint_root(args.source)
-        tag = args.model_tag or find_largest_model_tag(root)
-        if not (root / tag).is_dir():
-            have = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir()))
-            raise FileNotFoundError(f"no {args.source} checkpoint folder {root / tag} (tags there: {have})")
-        tokenizer = get_tokenizer()
-        model, meta = load_model(tag, args.step, device=device, root=root)
-        vocab = meta["model_config"]["vocab_size"]
-        if vocab != tokenizer.get_vocab_size():
-            raise ValueError(f"checkpoint {root / tag} has vocab_size {vocab} but the tokenizer in "
-                             f"{settings.tokenizer_dir()} has {tokenizer.get_vocab_size()}")
-        step = int(meta["step"])
+        chat = load_chat_model(args.source, args.model_tag, args.step, device=device)
+        model, tokenizer, tag, step, root = chat.model, chat.tokenizer, chat.tag, chat.step, chat.root
         task_data = task_data_root(args.task_data)
         print(f"Evaluating {args.source} {tag} step {step} on {', '.join(task_names)} (task data {task_data})",
               flush=True)
@@ -112,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                                num_samples=args.num_samples, temperature=args.temperature, top_k=args.top_k,
                                max_new_tokens=args.max_new_tokens, log=lambda s: print(s, flush=True))
         print(format_chatcore(result), flush=True)
-        json_path = write_chat_results(result, chat_eval_dir(), args.source, tag, step)
+        json_path = write_chat_results(result, settings.chat_eval_dir(), args.source, tag, step)
         print(f"Wrote {json_path} and {json_path.with_suffix('.csv')}", flush=True)
         if set(task_names) == set(EVAL_TASKS):
-            record_chatcore(meta_path(root / tag, step), result)
+            update_meta(meta_path(root / tag, step), chatcore=result["chatcore"], chatcore_partial=result["partial"])
             print(f"Recorded chatcore in {meta_path(root / tag, step)}", flush=True)
     except KeyboardInterrupt:
         print("chat_eval: interrupted", file=sys.stderr, flush=True)

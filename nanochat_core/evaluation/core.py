@@ -119,11 +119,10 @@ def write_results(result: dict, out_dir: Path, model_tag: str, step: int) -> tup
 
 
 def record_core_score(meta_file: Path, result: dict) -> None:
-    """Add core_score (and whether it is partial) to a checkpoint's meta json, rewritten atomically."""
-    meta = json.loads(Path(meta_file).read_text(encoding="utf-8"))
-    meta["core_score"] = result["core_metric"]
-    meta["core_partial"] = result["partial"]
-    write_json_atomic(meta_file, meta)
+    """Add core_score (and whether it is partial) to a checkpoint's meta json."""
+    from nanochat_core.train.checkpoint import update_meta
+
+    update_meta(meta_file, core_score=result["core_metric"], core_partial=result["partial"])
 
 
 def _cell(value) -> str:

@@ -96,6 +96,13 @@ def load_meta(ckpt_dir: Path, step: int) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def update_meta(meta_file: Path, **fields) -> None:
+    """Add fields (an evaluation's score) to a checkpoint's meta json, rewritten atomically."""
+    meta = json.loads(Path(meta_file).read_text(encoding="utf-8"))
+    meta.update(fields)
+    write_json_atomic(meta_file, meta)
+
+
 def load_checkpoint(ckpt_dir: Path, step: int | None = None, device="cpu", load_optimizer: bool = False,
                     rank: int = 0) -> tuple[dict, dict | None, dict]:
     """(model state, optimizer state of `rank` or None, meta); `step` None = the latest."""

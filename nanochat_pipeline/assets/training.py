@@ -56,9 +56,10 @@ def resumable_step(ckpt_dir: Path) -> int:
         step = ckpt.find_last_step(ckpt_dir)
     except FileNotFoundError:
         return -1
-    horizon = ckpt.load_meta(ckpt_dir, step).get("num_iterations", step)
-    # chat_sft records -1 until a one-epoch run (no fixed horizon) has finished
-    return step if horizon < 0 or step < horizon else -1
+    meta = ckpt.load_meta(ckpt_dir, step)
+    if "finished" in meta:  # chat_sft says so (a one-epoch run has no fixed horizon until it ends)
+        return -1 if meta["finished"] else step
+    return step if step < meta.get("num_iterations", step) else -1
 
 
 def child_command(module: str, nproc: int) -> list[str]:
