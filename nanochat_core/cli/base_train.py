@@ -7,19 +7,14 @@ from __future__ import annotations
 import sys
 
 from nanochat_core.train.args import parse_args
+from nanochat_core.train.command import run_as_command
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from nanochat_core.train.base_trainer import train_base
+    from nanochat_core.train.base_trainer import train_base  # after parsing: --help and flag errors need no torch
 
-    try:
-        train_base(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        # Configuration and missing-file errors: one clear line, no traceback.
-        print(f"base_train: error: {exc}", file=sys.stderr, flush=True)
-        return 1
-    return 0  # also after SIGINT/SIGTERM: the run saved a checkpoint and stopped cleanly
+    return run_as_command("base_train", train_base, args)
 
 
 if __name__ == "__main__":

@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import sys
 
+from nanochat_core.train.command import run_as_command
 from nanochat_core.train.sft_args import parse_sft_args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_sft_args(argv)
-    from nanochat_core.train.sft_trainer import train_sft
+    from nanochat_core.train.sft_trainer import train_sft  # after parsing: --help and flag errors need no torch
 
-    try:
-        train_sft(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        # Configuration, data and missing-file errors: one clear line, no traceback.
-        print(f"chat_sft: error: {exc}", file=sys.stderr, flush=True)
-        return 1
-    return 0  # also after SIGINT/SIGTERM: the run saved a checkpoint and stopped cleanly
+    return run_as_command("chat_sft", train_sft, args)
 
 
 if __name__ == "__main__":

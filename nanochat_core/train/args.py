@@ -10,6 +10,11 @@ import argparse
 FRACTION_FLAGS = ("warmup_ratio", "warmdown_ratio", "init_lr_frac", "final_lr_frac")
 
 
+def flag_name(name: str) -> str:
+    """The command-line flag of a Namespace attribute: max_seq_len -> --max-seq-len."""
+    return "--" + name.replace("_", "-")
+
+
 def fraction(flag: str):
     """An argparse type accepting floats in [0.0, 1.0]; the error names the flag."""
     def parse(text: str) -> float:
@@ -98,7 +103,7 @@ def validate_args(args: argparse.Namespace) -> argparse.Namespace:
     for name in FRACTION_FLAGS:
         value = getattr(args, name)
         if value is not None:
-            fraction("--" + name.replace("_", "-"))(str(value))
+            fraction(flag_name(name))(str(value))
     if args.device_batch_size != "auto":
         batch_size_or_auto(str(args.device_batch_size))
     if args.model_tag is None:
@@ -106,24 +111,34 @@ def validate_args(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def validate_or_exit(parser: argparse.ArgumentParser, validate, args: argparse.Namespace) -> argparse.Namespace:
+    """`validate(args)`; a failed check exits with the parser's usage error, like a bad flag value."""
     try:
-        return validate_args(args)
+        return validate(args)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
 
 
-def make_args(**overrides) -> argparse.Namespace:
-    """A Namespace with the CLI's defaults and `overrides` (python names), validated like the CLI."""
-    args = build_parser().parse_args([])
+def make_namespace(tool: str, parser: argparse.ArgumentParser, validate, overrides: dict) -> argparse.Namespace:
+    """A Namespace with `parser`'s defaults and `overrides` (python names), validated like the CLI;
+    an unknown name is a TypeError, a bad value a ValueError."""
+    args = parser.parse_args([])
     unknown = set(overrides) - set(vars(args))
     if unknown:
-        raise TypeError(f"unknown base_train option(s): {', '.join(sorted(unknown))}")
+        raise TypeError(f"unknown {tool} option(s): {', '.join(sorted(unknown))}")
     for key, value in overrides.items():
         setattr(args, key, value)
     try:
-        return validate_args(args)
+        return validate(args)
     except argparse.ArgumentTypeError as exc:
         raise ValueError(str(exc)) from None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    return validate_or_exit(parser, validate_args, parser.parse_args(argv))
+
+
+def make_args(**overrides) -> argparse.Namespace:
+    """A Namespace with the CLI's defaults and `overrides` (python names), validated like the CLI."""
+    return make_namespace("base_train", build_parser(), validate_args, overrides)

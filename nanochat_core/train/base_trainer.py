@@ -1,49 +1,27 @@
 """Base pretraining (nanochat's base_train): one function that the CLI and the pipeline both call.
 
-Everything follows from --depth through nanochat_core.sizing; this module runs the loop:
-gradient accumulation, the LR / momentum / weight-decay schedules, periodic validation bpb and
-samples, checkpoints (at --save-every, at the end, and on SIGINT/SIGTERM) and exact resume.
+Everything follows from --depth through nanochat_core.sizing. The loop itself (gradient
+accumulation, checkpoints at --save-every, at the end and on SIGINT/SIGTERM) is trainer_loop.py's;
+this module adds what is base training's own: the plan, the pretraining loader and exact resume of
+it, the LR / momentum / weight-decay schedules, periodic validation bpb, CORE and samples.
 Log lines keep nanochat's format so existing log parsers keep working.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
 from typing import Callable
 
 import torch
 
 from nanochat_core import settings
-from nanochat_core.device import compute_dtype, init_distributed, print0, resolve_device_type, shutdown_distributed
+from nanochat_core.device import init_distributed, print0, resolve_device_type, shutdown_distributed
 from nanochat_core.train import checkpoint as ckpt
 from nanochat_core.train.args import validate_args
-from nanochat_core.train.batch_size import auto_device_batch_size, grad_accum_steps
-from nanochat_core.train.collectives import any_rank, broadcast_from_master, mean_over_ranks, min_over_ranks
 from nanochat_core.train.core_hook import NOT_AVAILABLE, find_core_evaluator
-from nanochat_core.train.cpu_allocator import keep_freed_memory
 from nanochat_core.train.fp8 import check_fp8, convert_fp8
-from nanochat_core.train.peak_flops import resolve_peak_flops
 from nanochat_core.train.schedules import base_lr_multiplier, muon_momentum, muon_weight_decay
-from nanochat_core.train.stop_signal import stop_on_signals
 from nanochat_core.train.tracking import check_tracking_available, make_tracker
-
-EMA_BETA = 0.9  # smoothing of the logged train loss (debiased), as nanochat
-UNTIMED_STEPS = 10  # nanochat leaves the first steps (compilation, warm-up) out of "total time"
-# --compile auto on CPU. Measured by benchmarks/bench_base_train.py (d4, seq 512, batch 8192, 2 cores,
-# fp32 peak probe ~300 GFLOP/s, cold inductor cache): eager 3,894 tok/s, compiled 3,923-4,440 tok/s
-# (x1.01-1.20 once the allocator keeps freed memory, see cpu_allocator.py), while a cold compile adds
-# ~35 s: a 30-step run took 111 s compiled vs 73 s eager. Even at the best gain compiling breaks even
-# only after ~90 such steps (~80 s of compute at peak), so auto compiles on CPU only for long runs.
-CPU_COMPILE_MIN_SECONDS = 300.0
-
-
-@dataclasses.dataclass
-class LoopState:
-    """What the loop carries across a resume besides model, optimizer and data position."""
-    min_val_bpb: float = float("inf")
-    smooth_train_loss: float = 0.0
-    total_training_time: float = 0.0
+from nanochat_core.train.trainer_loop import TrainingLoop, step_line
 
 
 def train_base(args, on_metrics: Callable[[dict], None] | None = None) -> dict:
@@ -65,23 +43,17 @@ def train_base(args, on_metrics: Callable[[dict], None] | None = None) -> dict:
         shutdown_distributed()
 
 
-class BaseTrainer:
+class BaseTrainer(TrainingLoop):
     def __init__(self, args, device_type, info, on_metrics):
-        from nanochat_core.tokenizer import get_token_bytes, get_tokenizer
-
-        self.args, self.info, self.on_metrics = args, info, on_metrics
-        self.device, self.dtype = info.device, compute_dtype(device_type)
-        if self.device.type == "cpu":
-            keep_freed_memory()  # a third of a CPU step went to re-faulting freed pages
-        self.tokenizer = get_tokenizer()
-        self.token_bytes = get_token_bytes(device=self.device)
+        super().__init__(args, device_type, info, on_metrics)
         self.plan = self._plan()
         self.num_iterations, self.total_batch_size = self.plan.num_iterations, self.plan.total_batch_size
+        self.flops_per_token, self.param_counts = self.plan.flops_per_token, self.plan.param_counts
+        self.model_config = dataclasses.asdict(self.plan.model_config)
         self.seq_len = args.max_seq_len
         self.orig_model = self._build_model()
         self.device_batch_size, self.grad_accum = self._batch_geometry()
         self.ckpt_dir = ckpt.checkpoint_dir(args.model_tag)
-        self.start_step, self.loop, self.val_bpb = 0, LoopState(), None
         model_state, optim_state, loader_state = self._resume_state()
         if model_state is not None:
             self.orig_model.load_state_dict(model_state, strict=True)
@@ -89,14 +61,7 @@ class BaseTrainer:
             convert_fp8(self.orig_model)  # before the optimizer is built, so it holds the converted params
         self.optimizer = self._build_optimizer(optim_state)
         del model_state, optim_state
-
-        peak, source = resolve_peak_flops(args.peak_flops, self.device, self.dtype)
-        self.peak_flops = broadcast_from_master(peak, self.device)  # one MFU basis for every rank
-        print0(f"Peak FLOP/s per device for MFU: {self.peak_flops:.4e} ({source})")
-        use_compile, why = self._decide_compile()
-        print0(f"torch.compile: {'on' if use_compile else 'off'} ({why})")
-        # Train through the compiled model; evaluate and save through the original (other shapes, clean keys).
-        self.model = torch.compile(self.orig_model, dynamic=False) if use_compile else self.orig_model
+        self._compile_model()
 
         self.train_loader = self._loader("train", loader_state)
         self.loader_state = loader_state  # the position after the last batch the model trained on
@@ -133,17 +98,6 @@ class BaseTrainer:
         model.init_weights()
         return model
 
-    def _batch_geometry(self) -> tuple[int, int]:
-        dbs = self.args.device_batch_size
-        world = self.info.world_size
-        if dbs == "auto":
-            dbs, why = auto_device_batch_size(self.orig_model, self.total_batch_size, self.seq_len, world, self.device)
-            dbs = min_over_ranks(dbs, self.device)
-            print0(f"--device-batch-size auto: chose {dbs} ({why})")
-        accum = grad_accum_steps(self.total_batch_size, dbs, self.seq_len, world)
-        print0(f"Tokens per micro-step: {dbs * self.seq_len * world:,}; gradient accumulation steps: {accum}")
-        return dbs, accum
-
     def _resume_state(self):
         """(model state, optimizer state, loader state) of --resume-from-step, or Nones for a fresh run."""
         a = self.args
@@ -153,16 +107,13 @@ class BaseTrainer:
             self.ckpt_dir, a.resume_from_step, device=self.device, load_optimizer=True, rank=self.info.rank)
         # Resuming with another geometry would silently change the data order or the model.
         expected = {"total_batch_size": self.total_batch_size, "max_seq_len": self.seq_len,
-                    "model_config": dataclasses.asdict(self.plan.model_config),
-                    "world_size": self.info.world_size}
+                    "model_config": self.model_config, "world_size": self.info.world_size}
         for key, value in expected.items():
             if meta.get(key, value) != value:
                 raise ValueError(f"--resume-from-step {a.resume_from_step}: {ckpt.meta_path(self.ckpt_dir, meta['step'])} "
                                  f"has {key}={meta[key]}, this run has {value}; resume with the original run's "
                                  "flags and number of processes")
-        self.start_step, self.val_bpb = meta["step"], meta.get("val_bpb")
-        self.loop = LoopState(**meta["loop_state"])
-        print0(f"Resuming from {ckpt.meta_path(self.ckpt_dir, self.start_step)}")
+        self._continue_from(meta)
         return model_state, optim_state, meta["dataloader_state_dict"]
 
     def _build_optimizer(self, optim_state):
@@ -178,17 +129,6 @@ class BaseTrainer:
             for group, lr in zip(optimizer.param_groups, initial):
                 group["initial_lr"] = lr
         return optimizer
-
-    def _decide_compile(self) -> tuple[bool, str]:
-        """--compile auto: on CUDA always; on CPU when the run is long enough to repay compiling."""
-        if self.args.compile != "auto":
-            return self.args.compile == "1", f"--compile {self.args.compile}"
-        if self.device.type == "cuda":
-            return True, "auto: CUDA"
-        flops = self.plan.flops_per_token * self.total_batch_size * (self.num_iterations - self.start_step)
-        seconds = flops / (self.peak_flops * self.info.world_size)
-        verdict = "repays" if seconds > CPU_COMPILE_MIN_SECONDS else "is too short to repay"
-        return seconds > CPU_COMPILE_MIN_SECONDS, f"auto: ~{seconds:.0f}s of compute at peak {verdict} compiling"
 
     def _loader(self, split: str, state=None):
         from nanochat_core.data.loader import pretraining_loader
@@ -223,26 +163,33 @@ class BaseTrainer:
                 group["weight_decay"] = weight_decay
         return lrm
 
+    def is_last_step(self, step: int) -> bool:
+        return step == self.num_iterations
+
+    def periodic(self, step: int, last_step: bool) -> None:
+        a = self.args
+        if a.eval_every > 0 and (last_step or step % a.eval_every == 0):
+            self.evaluate(step)
+        if self.core_fn is not None and (last_step or (step > 0 and step % a.core_metric_every == 0)):
+            self.core_metric(step)
+        if self.info.is_master and a.sample_every > 0 and (last_step or (step > 0 and step % a.sample_every == 0)):
+            self.sample()
+
     def evaluate(self, step: int) -> None:
         from nanochat_core.evaluation.bpb import evaluate_bpb
 
         steps = max(1, self.args.eval_tokens // (self.device_batch_size * self.seq_len * self.info.world_size))
-        self.orig_model.eval()
-        self.val_bpb = evaluate_bpb(self.orig_model, self._loader("val"), steps, self.token_bytes)
-        self.orig_model.train()
-        self.loop.min_val_bpb = min(self.loop.min_val_bpb, self.val_bpb)
-        print0(f"Step {step:05d} | Validation bpb: {self.val_bpb:.6f}")
-        self._report({"step": step, "val_bpb": self.val_bpb})
+        with self._evaluating() as model:
+            val_bpb = evaluate_bpb(model, self._loader("val"), steps, self.token_bytes)
+        self._record_val_bpb(step, val_bpb)
 
     def core_metric(self, step: int) -> None:
-        self.orig_model.eval()
         from nanochat_core.evaluation.core import format_core
 
-        # per-task lines only from rank 0; the Step line below is the one to grep
-        result = self.core_fn(self.orig_model, self.tokenizer, self.device,
-                              max_per_task=self.args.core_metric_max_per_task,
-                              batch_size=self.device_batch_size, context=self.seq_len, log=print0)
-        self.orig_model.train()
+        with self._evaluating() as model:
+            # per-task lines only from rank 0; the Step line below is the one to grep
+            result = self.core_fn(model, self.tokenizer, self.device, max_per_task=self.args.core_metric_max_per_task,
+                                  batch_size=self.device_batch_size, context=self.seq_len, log=print0)
         self.core_at = (step, result["core_metric"], result["partial"])
         print0(f"Step {step:05d} | CORE metric: {format_core(result)}")
         self._report({"step": step, "core_metric": result["core_metric"]})
@@ -250,133 +197,28 @@ class BaseTrainer:
     def sample(self) -> None:
         from nanochat_core.train.samples import print_samples
 
-        self.orig_model.eval()
-        print_samples(self.orig_model, self.tokenizer)
-        self.orig_model.train()
+        with self._evaluating() as model:
+            print_samples(model, self.tokenizer)
 
-    def save(self, step: int) -> None:
-        meta = {
-            "step": step, "val_bpb": self.val_bpb,
-            "model_config": dataclasses.asdict(self.plan.model_config), "user_config": vars(self.args),
-            "device_batch_size": self.device_batch_size, "max_seq_len": self.seq_len,
-            "total_batch_size": self.total_batch_size, "dataloader_state_dict": self.loader_state,
-            "loop_state": dataclasses.asdict(self.loop),
+    def save(self, step: int, finished: bool) -> None:
+        meta = self._checkpoint_meta(step, self.loader_state) | {
             # ours, beyond nanochat's keys
             "num_iterations": self.num_iterations, "world_size": self.info.world_size,
-            "flops_per_token": self.plan.flops_per_token, "tokens_trained": step * self.total_batch_size,
+            "flops_per_token": self.flops_per_token, "tokens_trained": step * self.total_batch_size,
             "horizon_source": self.plan.horizon_source,
         }
         if self.core_at is not None and self.core_at[0] == step:  # only a score of these very weights
             meta["core_score"], meta["core_partial"] = self.core_at[1:]
-        ckpt.save_checkpoint(self.ckpt_dir, step, self.orig_model.state_dict(), self.optimizer.state_dict(),
-                             meta, rank=self.info.rank)
-        print0(f"Saved checkpoint {ckpt.meta_path(self.ckpt_dir, step)}")
-
-    def _report(self, metrics: dict) -> None:
-        if self.info.is_master:
-            self.tracker.log(metrics)
-            if self.on_metrics is not None:
-                self.on_metrics(metrics)
+        self._write_checkpoint(step, meta)
 
     # ---- the loop ---------------------------------------------------------------------------
-    def train_step(self, batch) -> tuple[float, float, tuple]:
-        """One optimizer step over grad_accum micro-batches; returns (mean loss, lrm, next batch)."""
-        loss_sum = torch.zeros((), device=self.device)
-        x, y, state = batch
-        for _ in range(self.grad_accum):
-            loss = self.model(x, y)
-            loss_sum += loss.detach()
-            (loss / self.grad_accum).backward()
-            self.loader_state = state
-            x, y, state = next(self.train_loader)  # prefetch while the optimizer runs
-        lrm = self.schedule(self.step)
-        self.optimizer.step()
-        self.model.zero_grad(set_to_none=True)
-        # Mean over micro-steps and ranks (nanochat logs rank 0's last micro-step): the same number
-        # for any split of one batch into processes and micro-steps.
-        mean_loss = mean_over_ranks(loss_sum / self.grad_accum).item()
-        return mean_loss, lrm, (x, y, state)
-
-    def run(self) -> dict:
-        a, n = self.args, self.num_iterations
-        batch = next(self.train_loader)
-        self.step = self.start_step
-        self.timing = {"steady_tokens": 0, "steady_seconds": 0.0, "seconds": 0.0}
-        self.last_loss, interrupted = None, False
-        with stop_on_signals() as stop:
-            while True:
-                step = self.step
-                last_step = step == n
-                # A signal stops the run first thing at a step boundary: save and leave, so the
-                # checkpoint lands within one step of the request (all ranks agree on the step).
-                interrupted = not last_step and any_rank(bool(stop), self.device)
-                if interrupted:
-                    print0(f"Interrupted by signal: saving a checkpoint at step {step} "
-                           f"(resume with --resume-from-step {step})")
-                    self.save(step)
-                    break
-                if a.eval_every > 0 and (last_step or step % a.eval_every == 0):
-                    self.evaluate(step)
-                if self.core_fn is not None and (last_step or (step > 0 and step % a.core_metric_every == 0)):
-                    self.core_metric(step)
-                if self.info.is_master and a.sample_every > 0 and (last_step or (step > 0 and step % a.sample_every == 0)):
-                    self.sample()
-                if last_step or (step > 0 and step != self.start_step and a.save_every > 0 and step % a.save_every == 0):
-                    self.save(step)
-                if last_step:
-                    break
-
-                t0 = time.perf_counter()
-                loss, lrm, batch = self.train_step(batch)
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize()
-                self.log_step(step, loss, lrm, time.perf_counter() - t0)
-                self.step += 1
-        self.tracker.finish()
-        return self.summary(interrupted)
-
     def log_step(self, step: int, loss: float, lrm: float, dt: float) -> None:
-        self.last_loss = loss
-        self.loop.smooth_train_loss = EMA_BETA * self.loop.smooth_train_loss + (1 - EMA_BETA) * loss
-        debiased = self.loop.smooth_train_loss / (1 - EMA_BETA ** (step + 1))
-        tok_per_sec = int(self.total_batch_size / dt)
-        mfu = 100 * self.plan.flops_per_token * self.total_batch_size / dt / (self.peak_flops * self.info.world_size)
-        self.timing["seconds"] += dt
-        if step > UNTIMED_STEPS:
-            self.loop.total_training_time += dt
-            self.timing["steady_tokens"] += self.total_batch_size
-            self.timing["steady_seconds"] += dt
-        print0(f"step {step:05d}/{self.num_iterations:05d} ({100 * step / self.num_iterations:.2f}%) | "
-               f"loss: {debiased:.6f} | lrm: {lrm:.2f} | dt: {dt * 1000:.2f}ms | tok/sec: {tok_per_sec:,} | "
-               f"mfu: {mfu:.2f} | total time: {self.loop.total_training_time / 60:.2f}m")
-        self._report({"step": step, "loss": debiased, "raw_loss": loss, "lrm": lrm, "dt": dt,
-                      "tok_per_sec": tok_per_sec, "mfu": mfu, "total_time": self.loop.total_training_time})
+        metrics, n = self._step_metrics(step, loss, lrm, dt), self.num_iterations
+        print0(step_line(f"step {step:05d}/{n:05d} ({100 * step / n:.2f}%)", metrics))
+        self._report(metrics)
 
     def summary(self, interrupted: bool) -> dict:
-        t = self.timing
-        steps_run = self.step - self.start_step
-        if t["steady_seconds"] > 0:  # steady state, as nanochat's "total time" (first steps excluded)
-            tokens_per_sec = t["steady_tokens"] / t["steady_seconds"]
-        else:
-            tokens_per_sec = steps_run * self.total_batch_size / t["seconds"] if t["seconds"] > 0 else 0.0
-        mfu = 100 * self.plan.flops_per_token * tokens_per_sec / (self.peak_flops * self.info.world_size)
-        final_loss = self.loop.smooth_train_loss / (1 - EMA_BETA ** self.step) if self.step > 0 else None
-        min_bpb = self.loop.min_val_bpb
-        print0(f"Training done: {steps_run} steps in {t['seconds']:.1f}s, {tokens_per_sec:,.0f} tok/s, MFU {mfu:.2f}%")
-        if self.device.type == "cuda":
-            print0(f"Peak memory: {torch.cuda.max_memory_allocated() / 2**20:.0f}MiB")
-        return {
-            "step": self.step, "num_iterations": self.num_iterations, "interrupted": interrupted,
-            "val_bpb": self.val_bpb, "min_val_bpb": min_bpb if math.isfinite(min_bpb) else None,
-            "final_loss": final_loss, "final_raw_loss": self.last_loss,
-            "tokens_trained": self.step * self.total_batch_size, "tokens_per_sec": tokens_per_sec, "mfu": mfu,
-            "peak_flops": self.peak_flops, "param_counts": dict(self.plan.param_counts),
-            "scaling_params": self.plan.scaling_params, "training_seconds": t["seconds"],
-            "total_training_time": self.loop.total_training_time, "flops_per_token": self.plan.flops_per_token,
-            "total_flops": self.plan.flops_per_token * self.step * self.total_batch_size,
-            "total_batch_size": self.total_batch_size, "device_batch_size": self.device_batch_size,
-            "grad_accum_steps": self.grad_accum, "world_size": self.info.world_size,
-            "horizon_source": self.plan.horizon_source, "model_tag": self.args.model_tag,
-            "checkpoint_dir": str(self.ckpt_dir),
+        return self._summary(interrupted, self.num_iterations, self.args.model_tag) | {
+            "scaling_params": self.plan.scaling_params, "horizon_source": self.plan.horizon_source,
             "core_score": self.core_at[1] if self.core_at else None, "core_partial": self.core_at[2] if self.core_at else None,
         }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from nanochat_core.train.args import batch_size_or_auto, fraction
+from nanochat_core.train.args import batch_size_or_auto, flag_name, fraction, make_namespace, validate_or_exit
 
 FRACTION_FLAGS = ("warmup_ratio", "warmdown_ratio", "init_lr_frac", "final_lr_frac")
 INHERITED_FLAGS = ("max_seq_len", "device_batch_size", "total_batch_size", "embedding_lr", "unembedding_lr",
@@ -106,16 +106,16 @@ def build_sft_parser() -> argparse.ArgumentParser:
 def validate_sft_args(args: argparse.Namespace) -> argparse.Namespace:
     """Checks the parser cannot express (and re-checks types for programmatic Namespaces)."""
     for name in FRACTION_FLAGS:
-        fraction("--" + name.replace("_", "-"))(str(getattr(args, name)))
+        fraction(flag_name(name))(str(getattr(args, name)))
     for name in ("mmlu_epochs", "gsm8k_epochs"):
-        non_negative("--" + name.replace("_", "-"))(str(getattr(args, name)))
+        non_negative(flag_name(name))(str(getattr(args, name)))
     zero_or_one(str(args.load_optimizer))
     if args.device_batch_size not in (None, "auto"):
         batch_size_or_auto(str(args.device_batch_size))
     for name in ("max_seq_len", "total_batch_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+            raise argparse.ArgumentTypeError(f"{flag_name(name)} must be a positive integer, got {value}")
     if isinstance(args.jsonl, (str, os.PathLike)):  # one file given programmatically
         args.jsonl = [args.jsonl]
     args.jsonl = [str(p) for p in args.jsonl]
@@ -124,22 +124,10 @@ def validate_sft_args(args: argparse.Namespace) -> argparse.Namespace:
 
 def parse_sft_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_sft_parser()
-    args = parser.parse_intermixed_args(argv)  # JSONL files may come before, between or after the flags
-    try:
-        return validate_sft_args(args)
-    except argparse.ArgumentTypeError as exc:
-        parser.error(str(exc))
+    # JSONL files may come before, between or after the flags
+    return validate_or_exit(parser, validate_sft_args, parser.parse_intermixed_args(argv))
 
 
 def make_sft_args(**overrides) -> argparse.Namespace:
     """A Namespace with the CLI's defaults and `overrides` (python names), validated like the CLI."""
-    args = build_sft_parser().parse_args([])
-    unknown = set(overrides) - set(vars(args))
-    if unknown:
-        raise TypeError(f"unknown chat_sft option(s): {', '.join(sorted(unknown))}")
-    for key, value in overrides.items():
-        setattr(args, key, value)
-    try:
-        return validate_sft_args(args)
-    except argparse.ArgumentTypeError as exc:
-        raise ValueError(str(exc)) from None
+    return make_namespace("chat_sft", build_sft_parser(), validate_sft_args, overrides)

@@ -2,7 +2,7 @@
 
 The base checkpoint gives the model, the defaults of every batch and LR flag left at None (from its
 meta) and, with --load-optimizer 1, the optimizer's momentum buffers; the LRs are then reset to
-this run's. The loop mirrors base training (base_trainer.py): gradient accumulation, periodic val
+this run's. The loop is base training's (trainer_loop.py): gradient accumulation, periodic val
 bpb and ChatCORE, checkpoints at --save-every, at the end and on SIGINT/SIGTERM, exact resume, the
 same log lines plus the epoch. The LR multiplier follows training progress (sft_lr_multiplier):
 step / --num-iterations, or with --num-iterations -1 the share of the mixture consumed so far,
@@ -14,9 +14,6 @@ LR (times --init-lr-frac). Weight decay is zero: base training decays it to zero
 """
 from __future__ import annotations
 
-import dataclasses
-import math
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -25,17 +22,12 @@ import torch.distributed as dist
 
 from nanochat_core import settings
 from nanochat_core.data.sft_loader import initial_state
-from nanochat_core.device import compute_dtype, init_distributed, print0, resolve_device_type, shutdown_distributed
+from nanochat_core.device import init_distributed, print0, resolve_device_type, shutdown_distributed
 from nanochat_core.train import checkpoint as ckpt
-from nanochat_core.train.base_trainer import CPU_COMPILE_MIN_SECONDS, EMA_BETA, UNTIMED_STEPS, LoopState
-from nanochat_core.train.batch_size import auto_device_batch_size, grad_accum_steps
-from nanochat_core.train.collectives import any_rank, broadcast_from_master, mean_over_ranks, min_over_ranks
-from nanochat_core.train.cpu_allocator import keep_freed_memory
-from nanochat_core.train.peak_flops import resolve_peak_flops
 from nanochat_core.train.schedules import sft_lr_multiplier, sft_muon_momentum
 from nanochat_core.train.sft_args import IDENTITY_FILE, INHERITED_FLAGS, make_sft_args, parse_sft_args, validate_sft_args
-from nanochat_core.train.stop_signal import stop_on_signals
 from nanochat_core.train.tracking import check_tracking_available, make_tracker
+from nanochat_core.train.trainer_loop import TrainingLoop, step_line
 
 __all__ = ["train_sft", "make_sft_args", "parse_sft_args"]
 
@@ -78,16 +70,9 @@ def _gather_from_ranks(obj) -> list:
     return out
 
 
-class SFTTrainer:
+class SFTTrainer(TrainingLoop):
     def __init__(self, args, device_type, info, on_metrics):
-        from nanochat_core.tokenizer import get_token_bytes, get_tokenizer
-
-        self.args, self.info, self.on_metrics = args, info, on_metrics
-        self.device, self.dtype = info.device, compute_dtype(device_type)
-        if self.device.type == "cpu":
-            keep_freed_memory()
-        self.tokenizer = get_tokenizer()
-        self.token_bytes = get_token_bytes(device=self.device)
+        super().__init__(args, device_type, info, on_metrics)
         self.base_tag = args.model_tag or ckpt.find_largest_model_tag()
         base_dir = ckpt.checkpoint_dir(self.base_tag)
         self.base_step = args.model_step if args.model_step is not None and args.model_step >= 0 \
@@ -101,7 +86,6 @@ class SFTTrainer:
         self.ckpt_dir = ckpt.checkpoint_dir(self.output_tag, settings.chatsft_checkpoints_dir())
         self.data = self._load_data()
 
-        self.start_step, self.loop, self.val_bpb = 0, LoopState(), None
         self.consumed, self.too_long = 0, 0  # over all ranks, after the last batch trained on
         resume = self._resume_state()
         if resume is not None:
@@ -121,13 +105,7 @@ class SFTTrainer:
         self.device_batch_size, self.grad_accum = self._batch_geometry()
         self.optimizer = self._build_optimizer(optim_state, warm_start=resume is None and bool(args.load_optimizer))
         del optim_state
-
-        peak, source = resolve_peak_flops(args.peak_flops, self.device, self.dtype)
-        self.peak_flops = broadcast_from_master(peak, self.device)
-        print0(f"Peak FLOP/s per device for MFU: {self.peak_flops:.4e} ({source})")
-        use_compile, why = self._decide_compile()
-        print0(f"torch.compile: {'on' if use_compile else 'off'} ({why})")
-        self.model = torch.compile(self.orig_model, dynamic=False) if use_compile else self.orig_model
+        self._compile_model()
 
         self.train_loader = self._loader(self.data.train, loader_state)
         # this rank's position after the last batch trained on
@@ -142,14 +120,14 @@ class SFTTrainer:
     def _inherit(self, base_meta: dict) -> None:
         """Fill the None-valued batch and LR flags from the base checkpoint; say which were inherited."""
         from nanochat_core.sizing import B_REF
-        from nanochat_core.train.args import build_parser
+        from nanochat_core.train.args import build_parser, flag_name
 
         a = self.args
         base_flags = {**vars(build_parser().parse_args([])), **(base_meta.get("user_config") or {})}
         from_meta = {"max_seq_len": base_meta.get("max_seq_len"), "device_batch_size": base_meta.get("device_batch_size"),
                      "total_batch_size": base_meta.get("total_batch_size")}
         for name in INHERITED_FLAGS:
-            theirs, flag = from_meta[name] if name in from_meta else base_flags[name], "--" + name.replace("_", "-")
+            theirs, flag = from_meta[name] if name in from_meta else base_flags[name], flag_name(name)
             if getattr(a, name) is None:
                 if theirs is None:
                     raise ValueError(f"the base checkpoint's meta has no {name}: pass {flag}")
@@ -158,6 +136,7 @@ class SFTTrainer:
             elif theirs is not None and getattr(a, name) != theirs:
                 print0(f"{flag} {getattr(a, name)} overrides the base checkpoint's {theirs}")
         self.seq_len, self.total_batch_size = int(a.max_seq_len), int(a.total_batch_size)
+        self.num_iterations = a.num_iterations  # -1: one epoch of the mixture
         scale = (self.total_batch_size / B_REF) ** 0.5 * a.init_lr_frac
         self.lrs = {"embedding_lr": a.embedding_lr * scale, "unembedding_lr": a.unembedding_lr * scale,
                     "matrix_lr": a.matrix_lr * scale, "scalar_lr": float(base_flags["scalar_lr"]) * scale}
@@ -202,17 +181,6 @@ class SFTTrainer:
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{e}; or pass --load-optimizer 0 to start SFT with a fresh optimizer") from None
 
-    def _batch_geometry(self) -> tuple[int, int]:
-        dbs, world = self.args.device_batch_size, self.info.world_size
-        if dbs == "auto":
-            dbs, why = auto_device_batch_size(self.orig_model, self.total_batch_size, self.seq_len, world, self.device)
-            dbs = min_over_ranks(dbs, self.device)
-            print0(f"--device-batch-size auto: chose {dbs} ({why})")
-        dbs = int(dbs)
-        accum = grad_accum_steps(self.total_batch_size, dbs, self.seq_len, world)
-        print0(f"Tokens per micro-step: {dbs * self.seq_len * world:,}; gradient accumulation steps: {accum}")
-        return dbs, accum
-
     def _resume_state(self):
         """(model state, optimizer state, meta, this rank's loader state) of --resume-from-step, or None."""
         a = self.args
@@ -232,12 +200,10 @@ class SFTTrainer:
                 raise ValueError(f"--resume-from-step {a.resume_from_step}: {where} has a different {key} than this run "
                                  f"({saved.get(key)!r} vs {value!r}); resume with the original run's flags, data "
                                  "and number of processes")
-        self.start_step, self.val_bpb = meta["step"], meta.get("val_bpb")
-        self.loop = LoopState(**meta["loop_state"])
+        self._continue_from(meta)
         ranks = meta["dataloader_state_dict"]["ranks"]
         self.consumed = sum(s["consumed"] for s in ranks)
         self.too_long = sum(s["too_long"] for s in ranks)
-        print0(f"Resuming from {where}")
         return model_state, optim_state, meta, ranks[self.info.rank]
 
     def _build_optimizer(self, optim_state, warm_start: bool):
@@ -262,17 +228,9 @@ class SFTTrainer:
         return optimizer
 
     def _decide_compile(self) -> tuple[bool, str]:
-        a = self.args
-        if a.compile != "auto":
-            return a.compile == "1", f"--compile {a.compile}"
-        if self.device.type == "cuda":
-            return True, "auto: CUDA"
-        if a.num_iterations < 0:
+        if self.args.compile == "auto" and self.device.type != "cuda" and self.epoch_mode:
             return False, "auto: on CPU only for a fixed --num-iterations (an epoch's length is not known up front)"
-        flops = self.flops_per_token * self.total_batch_size * (a.num_iterations - self.start_step)
-        seconds = flops / (self.peak_flops * self.info.world_size)
-        verdict = "repays" if seconds > CPU_COMPILE_MIN_SECONDS else "is too short to repay"
-        return seconds > CPU_COMPILE_MIN_SECONDS, f"auto: ~{seconds:.0f}s of compute at peak {verdict} compiling"
+        return super()._decide_compile()
 
     def _loader(self, conversations, state=None):
         from nanochat_core.data.sft_loader import sft_loader
@@ -325,6 +283,13 @@ class SFTTrainer:
                 group["momentum"] = momentum
         return lrm
 
+    def periodic(self, step: int, last_step: bool) -> None:
+        a = self.args
+        if self.val_steps and (last_step or step % a.eval_every == 0):
+            self.evaluate(step)
+        if self.chatcore_fn is not None and (last_step or (step > 0 and step % a.chatcore_every == 0)):
+            self.chatcore(step)
+
     def evaluate(self, step: int) -> None:
         from nanochat_core.evaluation.bpb import evaluate_bpb
 
@@ -335,24 +300,20 @@ class SFTTrainer:
                 last_state.update(state)
                 yield x, y
 
-        self.orig_model.eval()
-        self.val_bpb = evaluate_bpb(self.orig_model, batches(), self.val_steps, self.token_bytes)
-        self.orig_model.train()
+        with self._evaluating() as model:
+            val_bpb = evaluate_bpb(model, batches(), self.val_steps, self.token_bytes)
         too_long, = _sum_over_ranks([last_state["too_long"]], self.device)
         if self.val_too_long is None and too_long:  # the same each time: every evaluation reads the same rows
             print0(f"Validation bpb leaves out {too_long:,} conversation(s) longer than a row of "
                    f"{self.seq_len + 1} tokens")
         self.val_too_long = too_long
-        self.loop.min_val_bpb = min(self.loop.min_val_bpb, self.val_bpb)
-        print0(f"Step {step:05d} | Validation bpb: {self.val_bpb:.6f}")
-        self._report({"step": step, "val_bpb": self.val_bpb})
+        self._record_val_bpb(step, val_bpb)
 
     def chatcore(self, step: int) -> None:
         a = self.args
-        self.orig_model.eval()
-        result = self.chatcore_fn(self.orig_model, self.tokenizer, self.device, task_data=self.task_data,
-                                  max_cat=a.chatcore_max_cat, max_sample=a.chatcore_max_sample, log=print0)
-        self.orig_model.train()
+        with self._evaluating() as model:
+            result = self.chatcore_fn(model, self.tokenizer, self.device, task_data=self.task_data,
+                                      max_cat=a.chatcore_max_cat, max_sample=a.chatcore_max_sample, log=print0)
         score, partial = result.get("chatcore"), bool(result.get("partial"))
         self.chatcore_at = (step, score, partial)
         shown = "n/a" if score is None else f"{score:.4f}"
@@ -361,12 +322,7 @@ class SFTTrainer:
 
     def save(self, step: int, finished: bool) -> None:
         ranks = _gather_from_ranks(self.loader_state)  # every rank's position, for an exact resume
-        meta = {
-            "step": step, "val_bpb": self.val_bpb, "model_config": self.model_config, "user_config": vars(self.args),
-            "device_batch_size": self.device_batch_size, "max_seq_len": self.seq_len,
-            "total_batch_size": self.total_batch_size,
-            "dataloader_state_dict": {"world_size": self.info.world_size, "ranks": ranks},
-            "loop_state": dataclasses.asdict(self.loop),
+        meta = self._checkpoint_meta(step, {"world_size": self.info.world_size, "ranks": ranks}) | {
             # ours, beyond nanochat's keys
             "base_model_tag": self.base_tag, "base_step": self.base_step, "mixture": self.data.meta(),
             "conversations_too_long": self.too_long, "val_conversations_too_long": self.val_too_long,
@@ -377,120 +333,28 @@ class SFTTrainer:
         }
         if self.chatcore_at is not None and self.chatcore_at[0] == step:  # only a score of these very weights
             meta["chatcore"], meta["chatcore_partial"] = self.chatcore_at[1:]
-        ckpt.save_checkpoint(self.ckpt_dir, step, self.orig_model.state_dict(), self.optimizer.state_dict(),
-                             meta, rank=self.info.rank)
-        print0(f"Saved checkpoint {ckpt.meta_path(self.ckpt_dir, step)}")
-
-    def _report(self, metrics: dict) -> None:
-        if self.info.is_master:
-            self.tracker.log(metrics)
-            if self.on_metrics is not None:
-                self.on_metrics(metrics)
+        self._write_checkpoint(step, meta)
 
     # ---- the loop ---------------------------------------------------------------------------
-    def train_step(self, batch) -> tuple[float, float, tuple]:
-        """One optimizer step over grad_accum micro-batches; returns (mean loss, lrm, next batch)."""
-        loss_sum = torch.zeros((), device=self.device)
-        x, y, state = batch
-        lrm = self.schedule(self.step)  # progress before this step's data
-        for _ in range(self.grad_accum):
-            loss = self.model(x, y)
-            loss_sum += loss.detach()
-            (loss / self.grad_accum).backward()
-            self.loader_state = state
-            x, y, state = next(self.train_loader)  # prefetch while the optimizer runs
-        self.optimizer.step()
-        self.model.zero_grad(set_to_none=True)
-        mean_loss = mean_over_ranks(loss_sum / self.grad_accum).item()
+    def _after_step(self) -> None:
         # Conversations consumed by every rank decide the epoch's end: all ranks stop at the same step.
         self.consumed, self.too_long = _sum_over_ranks(
             [self.loader_state["consumed"], self.loader_state["too_long"]], self.device)
-        return mean_loss, lrm, (x, y, state)
-
-    def run(self) -> dict:
-        a = self.args
-        batch = next(self.train_loader)
-        self.step = self.start_step
-        self.timing = {"steady_tokens": 0, "steady_seconds": 0.0, "seconds": 0.0}
-        self.last_loss, interrupted = None, False
-        with stop_on_signals() as stop:
-            while True:
-                step = self.step
-                last_step = self.is_last_step(step)
-                interrupted = not last_step and any_rank(bool(stop), self.device)
-                if interrupted:
-                    print0(f"Interrupted by signal: saving a checkpoint at step {step} "
-                           f"(resume with --resume-from-step {step})")
-                    self.save(step, finished=False)
-                    break
-                if self.val_steps and (last_step or step % a.eval_every == 0):
-                    self.evaluate(step)
-                if self.chatcore_fn is not None and (last_step or (step > 0 and step % a.chatcore_every == 0)):
-                    self.chatcore(step)
-                if last_step or (step > 0 and step != self.start_step and a.save_every > 0 and step % a.save_every == 0):
-                    self.save(step, finished=last_step)
-                if last_step:
-                    break
-
-                t0 = time.perf_counter()
-                loss, lrm, batch = self.train_step(batch)
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize()
-                self.log_step(step, loss, lrm, time.perf_counter() - t0)
-                self.step += 1
-        self.tracker.finish()
-        return self.summary(interrupted)
 
     def log_step(self, step: int, loss: float, lrm: float, dt: float) -> None:
-        self.last_loss = loss
-        self.loop.smooth_train_loss = EMA_BETA * self.loop.smooth_train_loss + (1 - EMA_BETA) * loss
-        debiased = self.loop.smooth_train_loss / (1 - EMA_BETA ** (step + 1))
-        tok_per_sec = int(self.total_batch_size / dt)
-        mfu = 100 * self.flops_per_token * self.total_batch_size / dt / (self.peak_flops * self.info.world_size)
-        self.timing["seconds"] += dt
-        if step > UNTIMED_STEPS:
-            self.loop.total_training_time += dt
-            self.timing["steady_tokens"] += self.total_batch_size
-            self.timing["steady_seconds"] += dt
+        metrics = self._step_metrics(step, loss, lrm, dt)
         progress = self.progress(step + 1)
         where = f"step {step:05d} ({100 * progress:.2f}%)" if self.epoch_mode else \
             f"step {step:05d}/{self.args.num_iterations:05d} ({100 * step / self.args.num_iterations:.2f}%)"
         epoch = 1 + max(self.consumed - 1, 0) // len(self.data.train)  # the pass its latest conversation is in
-        print0(f"{where} | loss: {debiased:.6f} | lrm: {lrm:.2f} | dt: {dt * 1000:.2f}ms | tok/sec: {tok_per_sec:,} | "
-               f"mfu: {mfu:.2f} | epoch: {epoch} | total time: {self.loop.total_training_time / 60:.2f}m")
-        self._report({"step": step, "loss": debiased, "raw_loss": loss, "lrm": lrm, "dt": dt,
-                      "tok_per_sec": tok_per_sec, "mfu": mfu, "total_time": self.loop.total_training_time,
-                      "progress": progress, "epoch": epoch})
+        print0(step_line(where, metrics, f"epoch: {epoch} | "))
+        self._report(metrics | {"progress": progress, "epoch": epoch})
 
     def summary(self, interrupted: bool) -> dict:
-        t = self.timing
-        steps_run = self.step - self.start_step
-        if t["steady_seconds"] > 0:
-            tokens_per_sec = t["steady_tokens"] / t["steady_seconds"]
-        else:
-            tokens_per_sec = steps_run * self.total_batch_size / t["seconds"] if t["seconds"] > 0 else 0.0
-        mfu = 100 * self.flops_per_token * tokens_per_sec / (self.peak_flops * self.info.world_size)
-        final_loss = self.loop.smooth_train_loss / (1 - EMA_BETA ** self.step) if self.step > 0 else None
-        min_bpb = self.loop.min_val_bpb
-        cap = self.seq_len + 1
-        print0(f"Training done: {steps_run} steps in {t['seconds']:.1f}s, {tokens_per_sec:,.0f} tok/s, MFU {mfu:.2f}%; "
-               f"{self.too_long:,} conversation(s) longer than a row of {cap} tokens were left out")
-        if self.device.type == "cuda":
-            print0(f"Peak memory: {torch.cuda.max_memory_allocated() / 2**20:.0f}MiB")
+        num_iterations = self.args.num_iterations if not self.epoch_mode else self.step
+        note = f"; {self.too_long:,} conversation(s) longer than a row of {self.seq_len + 1} tokens were left out"
         mixture = self.data.meta()
-        return {
-            "step": self.step, "num_iterations": self.args.num_iterations if not self.epoch_mode else self.step,
-            "interrupted": interrupted,
-            "val_bpb": self.val_bpb, "min_val_bpb": min_bpb if math.isfinite(min_bpb) else None,
-            "final_loss": final_loss, "final_raw_loss": self.last_loss,
-            "tokens_trained": self.step * self.total_batch_size, "tokens_per_sec": tokens_per_sec, "mfu": mfu,
-            "peak_flops": self.peak_flops, "param_counts": dict(self.param_counts),
-            "training_seconds": t["seconds"], "total_training_time": self.loop.total_training_time,
-            "flops_per_token": self.flops_per_token,
-            "total_flops": self.flops_per_token * self.step * self.total_batch_size,
-            "total_batch_size": self.total_batch_size, "device_batch_size": self.device_batch_size,
-            "grad_accum_steps": self.grad_accum, "world_size": self.info.world_size,
-            "model_tag": self.output_tag, "checkpoint_dir": str(self.ckpt_dir),
+        return self._summary(interrupted, num_iterations, self.output_tag, note) | {
             "base_model_tag": self.base_tag, "base_step": self.base_step,
             "mixture": {s["name"]: s["conversations"] * s["epochs"] for s in mixture["sources"]},
             "mixture_left_out": {m["name"]: m["reason"] for m in mixture["left_out"]},
