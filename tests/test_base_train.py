@@ -1,9 +1,6 @@
 """base_train and base_eval end to end on a tiny model: real torch steps, a few seconds each."""
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
 
 import pytest
@@ -11,7 +8,7 @@ import pytest
 from nanochat_core.cli import base_eval, base_train
 from nanochat_core.train.args import make_args, parse_args
 from nanochat_core.train.base_trainer import train_base
-from train_fixtures import TINY_FLAGS, build_base, link_base
+from train_fixtures import TINY_FLAGS, build_base, link_base, sigint_at_line
 
 STEP_LINE = re.compile(r"^step (\d{5})/(\d{5}) \((\d+\.\d{2})%\) \| loss: \d+\.\d{6} \| lrm: \d+\.\d{2} \| "
                        r"dt: \d+\.\d{2}ms \| tok/sec: [\d,]+ \| mfu: \d+\.\d{2} \| total time: \d+\.\d{2}m$")
@@ -145,14 +142,7 @@ def test_fp8_and_wandb_refused_clearly_on_cpu(base, capsys):
 def test_sigint_saves_a_checkpoint_and_exits_cleanly(base):
     cmd = [sys.executable, "-u", "-m", "nanochat_core.cli.base_train", *TINY_FLAGS,
            "--num-iterations", "100000", "--eval-every", "-1", "--compile", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("step 00002/"):
-            proc.send_signal(signal.SIGINT)
-            break
-    rest, _ = proc.communicate(timeout=60)
+    proc, lines, rest = sigint_at_line(cmd, "step 00002/")
     assert proc.returncode == 0, "".join(lines) + rest
     assert "Interrupted by signal" in rest
     metas = list((base / "base_checkpoints" / "d2").glob("meta_*.json"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 
@@ -20,7 +19,7 @@ from nanochat_core.train.base_trainer import train_base
 from nanochat_core.train.sft_mixture import build_sft_data
 from nanochat_core.train.sft_trainer import make_sft_args, train_sft
 from sft_fixtures import write_conversations, write_jsonl, write_task_data
-from train_fixtures import TINY_FLAGS, build_base
+from train_fixtures import TINY_FLAGS, build_base, sigint_at_line
 
 BASE_STEPS = 6
 STEP_LINE = re.compile(r"^step (\d{5})(?:/(\d{5}))? \((\d+\.\d{2})%\) \| loss: (\d+\.\d{6}) \| lrm: \d+\.\d{2} \| "
@@ -235,14 +234,7 @@ def test_chatcore_runs_periodically_and_is_recorded(base, capsys):
 def test_sigint_saves_a_resumable_checkpoint(base):
     cmd = [sys.executable, "-u", "-m", "nanochat_core.cli.chat_sft", *SFT_FLAGS, "--task-data", str(base / "task_data"),
            "--num-iterations", "100000", "--eval-every", "-1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("step 00002/"):
-            proc.send_signal(signal.SIGINT)
-            break
-    rest, _ = proc.communicate(timeout=60)
+    proc, lines, rest = sigint_at_line(cmd, "step 00002/")
     assert proc.returncode == 0, "".join(lines) + rest
     assert "Interrupted by signal" in rest
     metas = list((base / "chatsft_checkpoints" / "d2").glob("meta_*.json"))

@@ -12,6 +12,7 @@ import torch
 
 from nanochat_core.data.loader import pretraining_loader
 from nanochat_core.tokenizer import Tokenizer
+from train_fixtures import take
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +35,6 @@ def write_shards(root, rows_per_file=(23, 17, 11), row_group_size=5, seed=0):
         texts = [doc_text(rng, f"{f}.{i // row_group_size}.{i % row_group_size}") for i in range(n)]
         pq.write_table(pa.table({"text": texts}), root / f"shard_{f:05d}.parquet", row_group_size=row_group_size)
     return root
-
-
-def take(it, n):
-    out = []
-    for _ in range(n):
-        x, y, state = next(it)
-        out.append((x.clone(), y.clone(), json.loads(json.dumps(state))))  # states must be JSON-able
-    return out
 
 
 def reference_batches(tok, files, B, T, n, rank=0, world_size=1, chunk=128, buffer_size=1000, start=None):

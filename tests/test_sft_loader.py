@@ -1,7 +1,6 @@
 """SFT loader: best-fit packing with padding (against a plain reference), masks, too-long conversations, resume."""
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
@@ -9,6 +8,7 @@ import torch
 
 from nanochat_core.data.sft_loader import render_masked, sft_loader
 from nanochat_core.tokenizer import Tokenizer
+from train_fixtures import take
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +27,6 @@ def conversations(n: int, seed: int = 0, long_every: int = 0) -> list[dict]:
         if long_every and i % long_every == long_every - 1:
             reply *= 40
         out.append({"messages": [{"role": "user", "content": f"<{i}>"}, {"role": "assistant", "content": reply}]})
-    return out
-
-
-def take(it, n):
-    out = []
-    for _ in range(n):
-        x, y, state = next(it)
-        out.append((x.clone(), y.clone(), json.loads(json.dumps(state))))  # states must be JSON-able
     return out
 
 

@@ -1,12 +1,17 @@
 """Small, fast training fixtures shared by the TRAIN tests: a generated corpus written as parquet
-shards, a tokenizer trained on it, and CPU-sized base_train flags.
+shards, a tokenizer trained on it, CPU-sized base_train flags, and helpers to read loaders and to
+interrupt a training command.
 
 Everything is generated (no downloads, no /work/shared data) and built once per session; each test
 gets its own NANOCHAT_BASE_DIR linking to the shared shards and tokenizer, so checkpoints never collide.
 """
 from __future__ import annotations
 
+import json
+import os
 import random
+import signal
+import subprocess
 from pathlib import Path
 
 import pyarrow as pa
@@ -71,6 +76,29 @@ def build_base(root: Path, n_docs: int = 1200, vocab_size: int = 384) -> Path:
     write_shards(root / "base_data", [train[:half], train[half:], docs[-n_val:]], row_group_size=64)
     write_tokenizer(root / "tokenizer", train, vocab_size)
     return root
+
+
+def take(it, n):
+    """The next n (x, y, state) batches of a loader, copied; each state round-tripped through JSON."""
+    out = []
+    for _ in range(n):
+        x, y, state = next(it)
+        out.append((x.clone(), y.clone(), json.loads(json.dumps(state))))  # states must be JSON-able
+    return out
+
+
+def sigint_at_line(cmd: list[str], prefix: str):
+    """Run `cmd` and send it SIGINT once it prints a line starting with `prefix`; return the finished
+    process, the lines read up to then, and the rest of its output (stderr merged into stdout)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(prefix):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, _ = proc.communicate(timeout=60)
+    return proc, lines, rest
 
 
 def link_base(shared: Path, fresh: Path) -> Path:
