@@ -13,7 +13,7 @@ from pathlib import Path
 from nanochat_core import settings
 from nanochat_core.sizing import scaling_params
 
-UNTIMED_STEPS = 10  # base_train leaves its first steps out of total_training_time (see base_trainer)
+UNTIMED_STEPS = 10  # base_train leaves its first steps out of total_training_time (see trainer_loop)
 
 
 def missing(reason: str) -> dict:
