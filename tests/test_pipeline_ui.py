@@ -115,7 +115,7 @@ def test_backfill_from_graphql_and_asset_graph_in_chromium(dagster_dev, tmp_path
     for group, names in expected.items():
         page = subprocess.run(
             [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=2400,1600",
              f"--user-data-dir={tmp_path / ('chromium-' + group)}", "--virtual-time-budget=15000", "--dump-dom",
              f"http://127.0.0.1:{port}/locations/nanochat/asset-groups/{group}"],
             capture_output=True, text=True, timeout=120).stdout
