@@ -1,12 +1,15 @@
 """CORE scoring speed at depth 4: examples/s batched (many examples' prompts per forward) vs one example at a time.
 
-    python benchmarks/bench_core.py [--examples 96] [--batch-size 32]
+    python benchmarks/bench_core.py [--examples 96] [--batch-size 8]
 
 One example at a time is nanochat's way (each example's choice prompts in one forward pass);
 ours packs prompts of many examples, sorted by length, into each forward. Both score the same
 examples of a generated bundle (multiple_choice with 4 choices, 2-shot, and language_modeling,
 1-shot) with the same d4 model (nanochat's shape, head-dim 64, seq 512, random init, fp32), so
 their per-example results must agree exactly; the script checks that before printing the ratio.
+Measured on 2 CPU cores: x1.12 at 8 rows per forward, x0.87 at 32. On a CPU the gain is small, and
+past ~16 rows the elementwise ops over bigger activations outgrow the caches; batching is for GPUs.
+Both paths compute lm_head at the scored span positions only (x1.3 over full logits).
 """
 from __future__ import annotations
 
@@ -67,7 +70,7 @@ def timed(fn) -> tuple[list[bool], float]:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--examples", type=int, default=96, help="rows per task (two tasks)")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=8, help="rows per forward (CPU-friendly; base_eval's default is 32)")
     args = ap.parse_args()
     torch.manual_seed(0)
     rng = random.Random(0)

@@ -262,6 +262,19 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache=None,
                 loss_reduction: str = "mean"):
         B, T = idx.shape
+        logits = self.logits(self.hidden_states(idx, kv_cache))
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1,
+                               reduction=loss_reduction)
+        if loss_reduction == "none":
+            loss = loss.view(B, T)
+        return loss
+
+    def hidden_states(self, idx: torch.Tensor, kv_cache=None) -> torch.Tensor:
+        """The final normed residual stream (B, T, n_embd): what lm_head reads. Scoring that needs the
+        logits of a few positions only (CORE spans) applies `logits` to those, not to every position."""
+        T = idx.size(1)
         dev = idx.device
         dtype = self.resolve_compute_dtype(dev)
         t0 = kv_cache.get_pos() if kv_cache is not None else 0
@@ -276,18 +289,13 @@ class GPT(nn.Module):
             x = block(x, ve, cos, sin, self.window_sizes[i], kv_cache, mask_fn)
         if kv_cache is not None:
             kv_cache.advance(T)
-        x = norm(x)
+        return norm(x)
 
-        logits = self.lm_head(x)[..., : self.config.vocab_size].float()
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """fp32 logits over the real vocabulary, softcapped, for hidden states of any leading shape."""
+        logits = self.lm_head(h)[..., : self.config.vocab_size].float()
         # softcap; the in-place divide saves one vocab-sized buffer (the matmul's backward doesn't need its output)
-        logits = torch.tanh(logits.div_(SOFTCAP)) * SOFTCAP
-        if targets is None:
-            return logits
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1,
-                               reduction=loss_reduction)
-        if loss_reduction == "none":
-            loss = loss.view(B, T)
-        return loss
+        return torch.tanh(logits.div_(SOFTCAP)) * SOFTCAP
 
     # ---------------------------------------------------------------- accounting
     def num_scaling_params(self) -> dict[str, int]:

@@ -58,9 +58,9 @@ def answer_letters(model, tokenizer, conversations: list[dict], device, context:
     width = max(len(p) for p in prompts)
     pad = tokenizer.get_bos_token_id()
     batch = torch.tensor([p + [pad] * (width - len(p)) for p in prompts], dtype=torch.long, device=device)
-    logits = model(batch)
     last = torch.tensor([len(p) - 1 for p in prompts], device=device)
-    at_answer = logits[torch.arange(len(prompts), device=device), last]  # (B, V)
+    # lm_head at each row's answer position only, not at every position of the batch
+    at_answer = model.logits(model.hidden_states(batch)[torch.arange(len(prompts), device=device), last])  # (B, V)
     predicted = []
     for row, conv in zip(at_answer, conversations):
         letters = conv["letters"]

@@ -58,12 +58,17 @@ def score_rows(model, rows: list[Row], pad_id: int, device, batch_size: int) -> 
             # position p predicts token p+1: the span [start, end) is predicted from [start-1, end-1)
             targets[j, r.start - 1:r.end - 1] = idx[j, r.start:r.end]
         idx, targets = idx.to(device), targets.to(device)
-        logits = model(idx).float()
-        losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1,
-                                 reduction="none").view(targets.shape)
+        # Logits of the scored positions only: on CPU the full (rows, width, vocab) logits and their
+        # softcap cost more than the transformer itself once a batch outgrows the caches.
         scored = targets != -1
-        mean_loss = losses.sum(1) / scored.sum(1)
-        exact = ((logits.argmax(-1) == targets) | ~scored).all(1)
+        row_of = scored.nonzero()[:, 0]
+        span_targets = targets[scored]
+        span_logits = model.logits(model.hidden_states(idx)[scored])
+        losses = F.cross_entropy(span_logits, span_targets, reduction="none")
+        mean_loss = torch.zeros(len(chunk), device=device).index_add_(0, row_of, losses) / scored.sum(1)
+        missed = torch.zeros(len(chunk), device=device).index_add_(
+            0, row_of, (span_logits.argmax(-1) != span_targets).float())
+        exact = missed == 0
         for j, i in enumerate(order[b:b + batch_size]):
             out[i] = (mean_loss[j].item(), bool(exact[j].item()))
     return out
