@@ -3,8 +3,8 @@
     python benchmarks/bench_demo.py [--preset demo]
 
 In a fresh temporary NANOCHAT_BASE_DIR and DAGSTER_HOME it runs the command twice: the first run
-materializes the whole graph from nothing (corpus, shards, tokenizer, conversations, every grid
-cell, the scaling CSV); the second must find everything up to date and skip it. Reports both wall
+materializes the whole graph from nothing (corpus, shards, tokenizer, conversations, eval inputs,
+every grid cell, the scaling CSV, SFT and the report card of the chat cell); the second must find everything up to date and skip it. Reports both wall
 times against the issue's goal for the first: under 15 minutes on a 2-core machine.
 """
 from __future__ import annotations

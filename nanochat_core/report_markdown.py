@@ -91,10 +91,21 @@ def _base_eval(sec: dict) -> list[str]:
 
 
 def _sft(sec: dict) -> list[str]:
-    return _missing(sec) or [
-        f"- Checkpoint: `{sec['checkpoint']}` (step {sec['step']:,} of {fmt(sec['num_iterations'])})",
-        f"- Validation bpb {fmt(sec['val_bpb'], '.4f')}" + (f", loss {sec['val_loss']:.4f}" if sec["val_loss"] else ""),
-        f"- Training time {_duration(sec['training_seconds'])}"]
+    lines = _missing(sec)
+    if lines:
+        return lines
+    lines = [f"- Checkpoint: `{sec['checkpoint']}` (step {sec['step']:,} of {fmt(sec['num_iterations'])})"
+             + (f", fine-tuned from {sec['base_model']}" if sec.get("base_model") else ""),
+             f"- Validation bpb {fmt(sec['val_bpb'], '.4f')}" + (f", loss {sec['val_loss']:.4f}" if sec["val_loss"] else ""),
+             f"- Training time {_duration(sec['training_seconds'])}; rows of {fmt(sec['max_seq_len'])} tokens, "
+             f"{fmt(sec['total_batch_size'])} tokens per step"]
+    mixture = sec.get("mixture") or {}
+    if isinstance(mixture, dict) and mixture.get("sources"):
+        lines.append(f"- Conversations too long for a row (left out): {fmt(sec.get('conversations_too_long'))}")
+        rows = [[s.get("name"), fmt(s.get("conversations")), fmt(s.get("epochs"))] for s in mixture["sources"]]
+        rows += [[m.get("name"), DASH, f"left out: {m.get('reason')}"] for m in mixture.get("left_out", [])]
+        lines += [""] + _table(["mixture source", "conversations", "epochs"], rows)
+    return lines
 
 
 def _chat(sec: dict) -> list[str]:

@@ -150,6 +150,8 @@ def sft_section(model_tag: str, root: Path | None = None) -> dict:
             "val_bpb": clean(meta.get("val_bpb")), "val_loss": clean(meta.get("val_loss")),
             "training_seconds": loop.get("total_training_time", meta.get("training_seconds")),
             "total_batch_size": meta.get("total_batch_size"), "max_seq_len": meta.get("max_seq_len"),
+            "base_model": f"{meta.get('base_model_tag')} step {meta.get('base_step')}" if meta.get("base_model_tag") else None,
+            "mixture": meta.get("mixture") or {}, "conversations_too_long": meta.get("conversations_too_long"),
             "files": [str(path)]}
 
 

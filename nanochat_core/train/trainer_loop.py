@@ -128,6 +128,7 @@ class TrainingLoop:
             "device_batch_size": self.device_batch_size, "max_seq_len": self.seq_len,
             "total_batch_size": self.total_batch_size, "dataloader_state_dict": dataloader_state,
             "loop_state": dataclasses.asdict(self.loop),
+            "peak_flops": self.peak_flops,  # ours: the MFU basis, so the report card can recompute MFU
         }
 
     def _write_checkpoint(self, step: int, meta: dict) -> None:
