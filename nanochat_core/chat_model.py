@@ -31,8 +31,9 @@ class ChatModel:
 
     @property
     def context(self) -> int:
-        """The training context length: prompts are cropped to it (fit_context)."""
-        return self.model.config.sequence_len
+        """The longest rows the model trained on (an SFT run's may exceed its base's sequence_len):
+        prompts are cropped to it (fit_context)."""
+        return max(self.model.config.sequence_len, int(self.meta.get("max_seq_len") or 0))
 
 
 def load_chat_model(source: str = "sft", model_tag: str | None = None, step: int | None = None,

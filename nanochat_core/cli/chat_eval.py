@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate_chat(model, tokenizer, device, task_names, task_data=task_data,
                                max_problems=args.max_problems, batch_size=args.batch_size,
                                num_samples=args.num_samples, temperature=args.temperature, top_k=args.top_k,
-                               max_new_tokens=args.max_new_tokens, log=lambda s: print(s, flush=True))
+                               max_new_tokens=args.max_new_tokens, log=lambda s: print(s, flush=True),
+                               context=chat.context)
         print(format_chatcore(result), flush=True)
         json_path = write_chat_results(result, settings.chat_eval_dir(), args.source, tag, step)
         print(f"Wrote {json_path} and {json_path.with_suffix('.csv')}", flush=True)

@@ -71,10 +71,10 @@ class Progress:
 
 
 def evaluate_task(model, tokenizer, device, name: str, task, max_problems: int | None, batch_size: int,
-                  num_samples: int, temperature: float, top_k: int, max_new_tokens: int, log=print) -> dict:
+                  num_samples: int, temperature: float, top_k: int, max_new_tokens: int, context: int,
+                  log=print) -> dict:
     t0 = time.time()
     indices = problem_indices(len(task), max_problems)
-    context = model.config.sequence_len
     progress = Progress(name, len(indices), log)
     if task.eval_type == "categorical":
         counts = run_categorical(model, tokenizer, device, task, indices, batch_size, context, progress)
@@ -91,7 +91,7 @@ def evaluate_task(model, tokenizer, device, name: str, task, max_problems: int |
 
 def evaluate_chat(model, tokenizer, device, task_names, task_data=None, max_problems=None, batch_size: int = 8,
                   num_samples: int = 1, temperature: float = 0.0, top_k: int = 50, max_new_tokens: int = 512,
-                  log=print, max_problems_by_type: dict | None = None) -> dict:
+                  log=print, max_problems_by_type: dict | None = None, context: int | None = None) -> dict:
     """{"tasks": {name: {accuracy, centered, num_problems, num_correct, seconds, ...}}, "skipped":
     {name: reason}, "chatcore", "partial", "settings"}. Writes nothing.
     max_problems caps every task (None = all); max_problems_by_type ({"categorical": n, "generative": m},
@@ -100,6 +100,9 @@ def evaluate_chat(model, tokenizer, device, task_names, task_data=None, max_prob
     if batch_size < 1 or max_new_tokens < 1 or num_samples < 1:
         raise ValueError(f"batch_size, max_new_tokens and num_samples must be positive, got "
                          f"{batch_size}, {max_new_tokens}, {num_samples}")
+    # prompts are cropped to `context`: the longest rows the model trained on (an SFT run's may
+    # exceed its base's sequence_len), by default the model's own
+    context = context or model.config.sequence_len
     was_training = model.training
     model.eval()
     tasks, skipped = {}, {}
@@ -120,7 +123,7 @@ def evaluate_chat(model, tokenizer, device, task_names, task_data=None, max_prob
                 log(f"{name}: skipped ({skipped[name]})")
                 continue
             result = evaluate_task(model, tokenizer, device, name, task, cap, batch_size, num_samples, temperature,
-                                   top_k, max_new_tokens, log)
+                                   top_k, max_new_tokens, context, log)
             tasks[name] = result
             log(format_task_line(name, result))
     finally:

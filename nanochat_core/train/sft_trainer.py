@@ -313,7 +313,8 @@ class SFTTrainer(TrainingLoop):
         a = self.args
         with self._evaluating() as model:
             result = self.chatcore_fn(model, self.tokenizer, self.device, task_data=self.task_data,
-                                      max_cat=a.chatcore_max_cat, max_sample=a.chatcore_max_sample, log=print0)
+                                      max_cat=a.chatcore_max_cat, max_sample=a.chatcore_max_sample, log=print0,
+                                      context=self.seq_len)
         score, partial = result.get("chatcore"), bool(result.get("partial"))
         self.chatcore_at = (step, score, partial)
         shown = "n/a" if score is None else f"{score:.4f}"
