@@ -20,7 +20,7 @@ PRESET_ENV = "NANOCHAT_PRESET"
 
 CORPUS_KEYS = {"source", "max_bytes", "chars_per_shard", "row_group_size", "num_files", "input", "text_field", "seed"}
 TOKENIZER_KEYS = {"vocab_size", "max_chars", "doc_cap"}
-SYNTHETIC_KEYS = {"num", "seed"}
+SYNTHETIC_KEYS = {"num", "seed", "backend", "model", "base_url", "workers"}
 # offline: never reach for the eval bundle or the Hub (the demo); task_data: a folder of release files
 # (default <preset root>/task_data); chat_cells: the grid cells the main job fine-tunes and evaluates.
 EVALUATION_KEYS = {"offline", "task_data", "core_max_per_task", "chat_tasks", "chat_max_problems", "chat_cells"}
@@ -103,6 +103,9 @@ def load_preset(name_or_path: str) -> Preset:
     nproc = int(train.pop("nproc_per_node", 1))
     flag_names = {a.dest for a in build_parser()._actions if a.dest != "help"}
     _check_keys(f"{path} [train] (base_train flags, python names)", train, flag_names - CELL_FLAGS)
+    backend = data.get("synthetic", {}).get("backend", "offline")
+    if backend not in ("offline", "api"):
+        raise PresetError(f"{path} [synthetic] backend: {backend!r} is neither 'offline' nor 'api'")
     sft = dict(data.get("sft", {}))
     if sft:
         _check_keys(f"{path} [sft] (chat_sft flags, python names)", sft, sft_flag_names() - SFT_PIPELINE_FLAGS)

@@ -88,3 +88,21 @@ def test_sft_then_eval_report(chat_cell):
     assert 0.0 <= report["ARC-Easy (sft)"] <= 1.0 and 0.0 <= report["GSM8K (sft)"] <= 1.0
     assert "ChatCORE (sft)" not in report  # MMLU was not evaluated: ChatCORE is partial, never averaged
     assert "MMLU" in card and report["not_evaluated"] >= 2  # CORE (no bundle) and MMLU (no data) at least
+
+
+def test_synthetic_conversations_through_the_api_backend(tmp_base_dir, tmp_path, monkeypatch):
+    """[synthetic] backend = "api": the asset asks a chat-completions server (here one on 127.0.0.1)."""
+    from nanochat_core.synthetic.local_server import LocalChatServer
+
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-test")
+    with LocalChatServer(script=["rate_limit"], api_key="sk-test") as srv:
+        sections = f'backend = "api"\nbase_url = "{srv.base_url}"\nworkers = 2\n'
+        path = write_tiny_preset(tmp_path)
+        path.write_text(path.read_text().replace("[synthetic]\nnum = 5\n", "[synthetic]\nnum = 5\n" + sections))
+        defs, preset = tiny_defs(path)
+        with dg.instance_for_test() as instance:
+            assert materialize(defs, instance, ["synthetic_conversations"]).success
+            assert values(latest_materialization(instance, "synthetic_conversations"))["conversations"] == 5
+        assert len(srv.requests) == 6  # five conversations, one of them retried after a 429
+    lines = (preset.root / "identity_conversations.jsonl").read_text().splitlines()
+    assert len(lines) == 5 and all(json.loads(line)["messages"][0]["role"] == "user" for line in lines)

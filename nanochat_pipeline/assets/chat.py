@@ -1,6 +1,7 @@
 """synthetic_conversations -> sft_model[depth|flops].
 
-synthetic_conversations uses the core's offline generator (the API one needs a key and network).
+synthetic_conversations uses the core's offline generator unless the preset asks for the API one
+(which needs OPENROUTER_API_KEY and the network).
 sft_model fine-tunes a cell's base checkpoint with the core's chat_sft in a Pipes child, in the
 same training pool as base_model, resuming an interrupted run from its checkpoint.
 """
@@ -29,13 +30,18 @@ def build_chat_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, 
     path = root / "identity_conversations.jsonl"
 
     @dg.asset(group_name="chat", code_version="1", automation_condition=AUTOMATION,
-              description="Synthetic identity conversations (JSONL) for SFT, from the offline generator.")
+              description="Synthetic identity conversations (JSONL) for SFT: the offline generator, or an "
+                          "OpenAI-compatible API with [synthetic] backend = \"api\" (OPENROUTER_API_KEY).")
     def synthetic_conversations(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         from nanochat_core.synthetic import generate_conversations
 
         s = preset.synthetic
-        stats = generate_conversations(num=int(s.get("num", 1000)), output=path, backend="offline",
-                                       seed=int(s.get("seed", 42)), show_progress=False, log=context.log.info)
+        backend = s.get("backend", "offline")
+        api = {k: s[k] for k in ("model", "base_url", "workers") if k in s}
+        # The API costs money and time: an interrupted run continues (append) instead of starting over.
+        stats = generate_conversations(num=int(s.get("num", 1000)), output=path, backend=backend,
+                                       append=backend == "api", seed=int(s.get("seed", 42)), show_progress=False,
+                                       log=context.log.info, **api)
         return dg.MaterializeResult(metadata={"conversations": stats["total_lines"], "path": dg.MetadataValue.path(str(path))},
                                     data_version=dg.DataVersion(files_sha256([path])))
 
