@@ -4,7 +4,7 @@ Modes (--eval, comma-separated): `bpb` prints `train bpb: X` and `val bpb: X` ov
 from fresh loaders; `sample` prints greedy completions of fixed prompts; `core` runs CORE over the eval
 bundle in --bundle-dir (downloaded when absent), writes base_eval/<tag>_<step:06d>.csv and .json and adds
 core_score to the checkpoint's meta json.
-Works under torchrun too (bpb is summed across ranks).
+Works under torchrun too: bpb is summed across ranks, CORE's examples are split over them.
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def eval_core(evaluator, model, meta, tokenizer, args, info) -> None:
     from nanochat_core.train.checkpoint import checkpoint_dir, find_largest_model_tag, meta_path
 
     bundle = ensure_bundle_distributed(args.bundle_dir, info.is_master)
-    # every rank scores the whole bundle (no collectives inside); rank 0 alone logs (print0) and writes
+    # each rank scores its share of every task and the counts are summed; rank 0 alone logs (print0) and writes
     result = evaluator(model, tokenizer, info.device, max_per_task=args.max_per_task, bundle_dir=bundle,
                        batch_size=args.device_batch_size, context=meta["max_seq_len"], log=print0)
     if info.is_master:

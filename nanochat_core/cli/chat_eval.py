@@ -3,6 +3,8 @@
 Prints each task's accuracy and ChatCORE (the mean centered accuracy, only when all five tasks ran),
 writes $NANOCHAT_BASE_DIR/chat_eval/<source>_<tag>_<step:06d>.json and .csv, and, when all five
 tasks were asked for, adds chatcore to the checkpoint's meta json.
+Works under torchrun too: each process scores a share of every task's problems and the counts are
+summed; rank 0 alone prints and writes.
 """
 from __future__ import annotations
 
@@ -35,11 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def write_outputs(result: dict, source: str, tag: str, step: int, root: Path, task_names: list[str]) -> None:
+    """The results files, and chatcore in the checkpoint's meta when all five tasks were asked for (rank 0 only)."""
+    from nanochat_core.evaluation.chat_eval import write_chat_results
+    from nanochat_core.tasks.registry import EVAL_TASKS
+    from nanochat_core.train.checkpoint import meta_path, update_meta
+
+    json_path = write_chat_results(result, settings.chat_eval_dir(), source, tag, step)
+    print(f"Wrote {json_path} and {json_path.with_suffix('.csv')}", flush=True)
+    if set(task_names) == set(EVAL_TASKS):
+        update_meta(meta_path(root / tag, step), chatcore=result["chatcore"], chatcore_partial=result["partial"])
+        print(f"Recorded chatcore in {meta_path(root / tag, step)}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from nanochat_core.evaluation.chat_eval import parse_task_names
-    from nanochat_core.tasks.registry import EVAL_TASKS
 
     try:
         task_names = parse_task_names(args.task_name)
@@ -51,30 +65,27 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{flag} must be at least 1, got {value}")
 
     from nanochat_core.chat_model import load_chat_model
-    from nanochat_core.device import resolve_device_type
-    from nanochat_core.evaluation.chat_eval import evaluate_chat, format_chatcore, write_chat_results
+    from nanochat_core.device import init_distributed, print0, resolve_device_type, shutdown_distributed
+    from nanochat_core.evaluation.chat_eval import evaluate_chat, format_chatcore
     from nanochat_core.tasks.task_data import task_data_root
-    from nanochat_core.train.checkpoint import meta_path, update_meta
 
     try:
-        device_type = resolve_device_type(args.device_type)
-        device = "cuda:0" if device_type == "cuda" else device_type
-        chat = load_chat_model(args.source, args.model_tag, args.step, device=device)
-        model, tokenizer, tag, step, root = chat.model, chat.tokenizer, chat.tag, chat.step, chat.root
-        task_data = task_data_root(args.task_data)
-        print(f"Evaluating {args.source} {tag} step {step} on {', '.join(task_names)} (task data {task_data})",
-              flush=True)
-        result = evaluate_chat(model, tokenizer, device, task_names, task_data=task_data,
-                               max_problems=args.max_problems, batch_size=args.batch_size,
-                               num_samples=args.num_samples, temperature=args.temperature, top_k=args.top_k,
-                               max_new_tokens=args.max_new_tokens, log=lambda s: print(s, flush=True),
-                               context=chat.context)
-        print(format_chatcore(result), flush=True)
-        json_path = write_chat_results(result, settings.chat_eval_dir(), args.source, tag, step)
-        print(f"Wrote {json_path} and {json_path.with_suffix('.csv')}", flush=True)
-        if set(task_names) == set(EVAL_TASKS):
-            update_meta(meta_path(root / tag, step), chatcore=result["chatcore"], chatcore_partial=result["partial"])
-            print(f"Recorded chatcore in {meta_path(root / tag, step)}", flush=True)
+        info = init_distributed(resolve_device_type(args.device_type))
+        try:
+            chat = load_chat_model(args.source, args.model_tag, args.step, device=info.device)
+            model, tokenizer, tag, step, root = chat.model, chat.tokenizer, chat.tag, chat.step, chat.root
+            task_data = task_data_root(args.task_data)
+            print0(f"Evaluating {args.source} {tag} step {step} on {', '.join(task_names)} (task data {task_data})"
+                   + (f" on {info.world_size} processes" if info.is_distributed else ""))
+            result = evaluate_chat(model, tokenizer, info.device, task_names, task_data=task_data,
+                                   max_problems=args.max_problems, batch_size=args.batch_size,
+                                   num_samples=args.num_samples, temperature=args.temperature, top_k=args.top_k,
+                                   max_new_tokens=args.max_new_tokens, log=print0, context=chat.context)
+            print0(format_chatcore(result))
+            if info.is_master:
+                write_outputs(result, args.source, tag, step, root, task_names)
+        finally:
+            shutdown_distributed()
     except KeyboardInterrupt:
         print("chat_eval: interrupted", file=sys.stderr, flush=True)
         return 130

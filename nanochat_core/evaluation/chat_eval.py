@@ -10,6 +10,11 @@ a data file in the wrong format stops the evaluation with the file and line (Tas
 Which problems: nanochat shuffles every task with seed 42 (Hugging Face datasets' shuffle, a
 numpy default_rng(42) permutation) and takes the first max_problems; we take the same permutation
 of the task's rows, so a capped run looks at a spread of subjects, not MMLU's first subject.
+
+Under torchrun each rank scores every world-th of those problems (indices[rank::world]) and the
+counts are summed over ranks, as nanochat does; a problem's answer does not depend on which rank
+scores it (generative sampling is seeded per problem), so the result is the single-process one.
+Every rank must call evaluate_chat (the sums are collectives); progress lines come from rank 0.
 """
 from __future__ import annotations
 
@@ -25,9 +30,11 @@ from nanochat_core.evaluation.chat_categorical import run_categorical
 from nanochat_core.evaluation.chat_generative import run_generative
 from nanochat_core.tasks.registry import BASELINES, EVAL_TASKS, load_eval_task
 from nanochat_core.tasks.task_data import TaskDataMissing
+from nanochat_core.train.collectives import any_rank, rank_and_world, sum_over_ranks
 
 PROBLEM_ORDER_SEED = 42
 PROGRESS_EVERY_S = 10.0
+SUMMED_COUNTS = ("num_problems", "num_correct", "samples_passed", "cropped_prompts")
 
 
 def parse_task_names(text: str | None) -> list[str]:
@@ -56,33 +63,45 @@ def chatcore_of(tasks: dict, skipped: dict) -> tuple[float | None, bool]:
 
 
 class Progress:
-    """A log line per task at most every PROGRESS_EVERY_S seconds: done/total, accuracy so far."""
+    """A log line per task at most every PROGRESS_EVERY_S seconds: done/total, accuracy so far.
+    Under torchrun these are rank 0's own share's numbers, and the line says so."""
 
-    def __init__(self, name: str, total: int, log):
+    def __init__(self, name: str, total: int, log, world: int = 1):
         self.name, self.total, self.log = name, total, log
+        self.share = f" (rank 0's share of {world} processes)" if world > 1 else ""
         self.t0 = self.last = time.time()
 
     def __call__(self, done: int, correct: int) -> None:
         now = time.time()
         if now - self.last >= PROGRESS_EVERY_S and done < self.total:
             self.last = now
-            self.log(f"{self.name}: {done}/{self.total} problems, {correct} correct ({correct / done:.2%}), "
-                     f"{now - self.t0:.0f}s")
+            self.log(f"{self.name}: {done}/{self.total} problems{self.share}, {correct} correct "
+                     f"({correct / done:.2%}), {now - self.t0:.0f}s")
 
 
 def evaluate_task(model, tokenizer, device, name: str, task, max_problems: int | None, batch_size: int,
                   num_samples: int, temperature: float, top_k: int, max_new_tokens: int, context: int,
                   log=print) -> dict:
     t0 = time.time()
-    indices = problem_indices(len(task), max_problems)
-    progress = Progress(name, len(indices), log)
-    if task.eval_type == "categorical":
-        counts = run_categorical(model, tokenizer, device, task, indices, batch_size, context, progress)
-    elif task.eval_type == "generative":
-        counts = run_generative(model, tokenizer, task, indices, num_samples, temperature, top_k, max_new_tokens,
-                                batch_size, context, progress)
-    else:
-        raise ValueError(f"task {name} has unknown eval_type {task.eval_type!r}")
+    rank, world = rank_and_world()
+    indices = problem_indices(len(task), max_problems)[rank::world]  # this rank's share
+    progress = Progress(name, len(indices), log, world) if rank == 0 else None
+    counts, error = {}, None
+    try:
+        if task.eval_type == "categorical":
+            counts = run_categorical(model, tokenizer, device, task, indices, batch_size, context, progress)
+        elif task.eval_type == "generative":
+            counts = run_generative(model, tokenizer, task, indices, num_samples, temperature, top_k,
+                                    max_new_tokens, batch_size, context, progress)
+        else:
+            raise ValueError(f"task {name} has unknown eval_type {task.eval_type!r}")
+    except ValueError as exc:  # e.g. a bad row or answer letter, seen by one rank only
+        error = exc
+    # all ranks stop together rather than leave the others waiting at the sum below
+    if any_rank(error is not None, device):
+        raise error or ValueError(f"{name}: another process stopped with an error (see its message)")
+    summed = [k for k in SUMMED_COUNTS if k in counts]
+    counts |= dict(zip(summed, sum_over_ranks([counts[k] for k in summed], device)))
     accuracy = counts["num_correct"] / counts["num_problems"]
     baseline = BASELINES[name]
     return {"accuracy": accuracy, "centered": (accuracy - baseline) / (1 - baseline), **counts,
@@ -108,11 +127,15 @@ def evaluate_chat(model, tokenizer, device, task_names, task_data=None, max_prob
     tasks, skipped = {}, {}
     try:
         for name in task_names:
+            task, missing = None, None
             try:
                 task = load_eval_task(name, task_data)
             except TaskDataMissing as e:
-                skipped[name] = str(e)
-                log(f"{name}: skipped ({e})")
+                missing = str(e)
+            # a download may fail on one rank only: then every rank leaves the task out
+            if any_rank(missing is not None, device):
+                skipped[name] = missing or "its data could not be loaded by another process (see its log)"
+                log(f"{name}: skipped ({skipped[name]})")
                 continue
             cap = max_problems
             if max_problems_by_type and task.eval_type in max_problems_by_type:

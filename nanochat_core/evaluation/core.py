@@ -3,6 +3,11 @@
 evaluate_model is what base_train's periodic CORE and base_eval call (see train/core_hook.py).
 A task whose data file is missing is skipped and makes CORE partial; that is said in the returned
 result, the log line (format_core) and both results files, never averaged away silently.
+
+Under torchrun each rank scores the examples idx with idx % world == rank and the counts (correct,
+scored, cropped, unscorable) are summed over ranks, as nanochat does: the accuracy is total correct
+/ total scored, the single-process number. Every rank must call this (the sums are collectives);
+the caller logs and writes on rank 0 only.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from nanochat_core.atomic import write_json_atomic, write_text_atomic
 from nanochat_core.evaluation.core_bundle import bundle_provenance, ensure_bundle
 from nanochat_core.evaluation.core_scoring import crop_example, is_correct, score_rows
 from nanochat_core.evaluation.core_tasks import TaskSpec, build_example, load_rows, load_tasks
+from nanochat_core.train.collectives import any_rank, rank_and_world, sum_over_ranks
 
 
 def evaluate_model(model, tokenizer, device, max_per_task: int = -1, bundle_dir=None, batch_size: int = 32,
@@ -59,31 +65,40 @@ def evaluate_model(model, tokenizer, device, max_per_task: int = -1, bundle_dir=
 def evaluate_task(model, tokenizer, device, spec: TaskSpec, max_per_task: int, batch_size: int,
                   context: int) -> dict:
     rows = load_rows(spec.data_path, max_per_task)
-    fitted, gold, too_long = [], [], 0
-    for idx in range(len(rows)):
-        ex = build_example(spec, rows, idx, tokenizer)
-        cropped_rows = crop_example(ex, context)
-        if cropped_rows is None:
-            too_long += 1
-            continue
-        fitted.append(cropped_rows)
-        gold.append(ex.gold)
+    rank, world = rank_and_world()
+    fitted, gold, too_long, error = [], [], 0, None
+    try:
+        for idx in range(rank, len(rows), world):  # this rank's share of the examples
+            ex = build_example(spec, rows, idx, tokenizer)
+            cropped_rows = crop_example(ex, context)
+            if cropped_rows is None:
+                too_long += 1
+                continue
+            fitted.append(cropped_rows)
+            gold.append(ex.gold)
+    except ValueError as exc:
+        error = exc
+    # a malformed row is seen by one rank only: all ranks stop together rather than wait at the sum below
+    if any_rank(error is not None, device):
+        raise error or ValueError(f"{spec.data_path}: another process found a malformed row (see its error)")
     flat = [r for ex_rows in fitted for r in ex_rows]
     results = score_rows(model, flat, tokenizer.get_bos_token_id(), device, batch_size)
     correct, pos = 0, 0
     for ex_rows, g in zip(fitted, gold):
         correct += is_correct(spec.task_type, g, results[pos:pos + len(ex_rows)])
         pos += len(ex_rows)
-    base = {"examples": len(fitted), "unscorable_examples": too_long,
-            "cropped_prompts": sum(r.cropped for r in flat), "num_fewshot": spec.num_fewshot,
+    correct, scored, too_long, cropped = sum_over_ranks(
+        [correct, len(fitted), too_long, sum(r.cropped for r in flat)], device)
+    base = {"examples": scored, "unscorable_examples": too_long,
+            "cropped_prompts": cropped, "num_fewshot": spec.num_fewshot,
             "random_baseline": spec.baseline}
     if too_long:
         base["unscorable_reason"] = (f"{too_long} example(s) have a scored span that does not fit the "
                                      f"{context}-token context (or is empty) and were left out")
-    if not fitted:
+    if not scored:
         return {**base, "accuracy": None, "centered": None, "skipped": True,
                 "reason": f"no example could be scored ({base.get('unscorable_reason', 'the data file has no rows')})"}
-    accuracy = correct / len(fitted)
+    accuracy = correct / scored
     b = spec.baseline / 100
     return {**base, "accuracy": accuracy, "centered": (accuracy - b) / (1 - b), "skipped": False}
 

@@ -1,4 +1,4 @@
-"""Tiny cross-rank agreements the training loop needs; each is a no-op in a single process."""
+"""Tiny cross-rank agreements the training loop and the evaluations need; each is a no-op in a single process."""
 from __future__ import annotations
 
 import torch
@@ -7,6 +7,22 @@ import torch.distributed as dist
 
 def _active() -> bool:
     return dist.is_available() and dist.is_initialized()
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(this process's rank, number of processes): (0, 1) outside torch.distributed."""
+    if not _active():
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
+
+
+def sum_over_ranks(values: list[int], device) -> list[int]:
+    """Element-wise sums over all ranks, in one collective (e.g. each rank's share of an evaluation's counts)."""
+    if not _active():
+        return list(values)
+    t = torch.tensor(values, dtype=torch.int64, device=device)
+    dist.all_reduce(t)
+    return [int(v) for v in t.tolist()]
 
 
 def broadcast_from_master(value: float, device) -> float:

@@ -17,13 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import torch
 import torch.distributed as dist
 
 from nanochat_core import settings
 from nanochat_core.data.sft_loader import initial_state
 from nanochat_core.device import init_distributed, print0, resolve_device_type, shutdown_distributed
 from nanochat_core.train import checkpoint as ckpt
+from nanochat_core.train.collectives import sum_over_ranks
 from nanochat_core.train.schedules import sft_lr_multiplier, sft_muon_momentum
 from nanochat_core.train.sft_args import IDENTITY_FILE, INHERITED_FLAGS, make_sft_args, parse_sft_args, validate_sft_args
 from nanochat_core.train.tracking import check_tracking_available, make_tracker
@@ -51,15 +51,6 @@ def train_sft(args, on_metrics: Callable[[dict], None] | None = None) -> dict:
         return SFTTrainer(args, device_type, info, on_metrics).run()
     finally:
         shutdown_distributed()
-
-
-def _sum_over_ranks(values: list[int], device) -> list[int]:
-    """Element-wise sums over all ranks, in one collective."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return list(values)
-    t = torch.tensor(values, dtype=torch.int64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
 
 
 def _gather_from_ranks(obj) -> list:
@@ -302,7 +293,7 @@ class SFTTrainer(TrainingLoop):
 
         with self._evaluating() as model:
             val_bpb = evaluate_bpb(model, batches(), self.val_steps, self.token_bytes)
-        too_long, = _sum_over_ranks([last_state["too_long"]], self.device)
+        too_long, = sum_over_ranks([last_state["too_long"]], self.device)
         if self.val_too_long is None and too_long:  # the same each time: every evaluation reads the same rows
             print0(f"Validation bpb leaves out {too_long:,} conversation(s) longer than a row of "
                    f"{self.seq_len + 1} tokens")
@@ -339,7 +330,7 @@ class SFTTrainer(TrainingLoop):
     # ---- the loop ---------------------------------------------------------------------------
     def _after_step(self) -> None:
         # Conversations consumed by every rank decide the epoch's end: all ranks stop at the same step.
-        self.consumed, self.too_long = _sum_over_ranks(
+        self.consumed, self.too_long = sum_over_ranks(
             [self.loader_state["consumed"], self.loader_state["too_long"]], self.device)
 
     def log_step(self, step: int, loss: float, lrm: float, dt: float) -> None:
