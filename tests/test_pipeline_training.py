@@ -81,9 +81,11 @@ def test_schedule_requests_exactly_missing_and_unsynced_cells(tiny):
     when = datetime.datetime(2026, 12, 6, 3, 0, tzinfo=datetime.timezone.utc)
 
     def requested(d):
-        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
-                                        repository_def=d.get_repository_def())
-        return schedule.evaluate_tick(ctx).run_requests
+        # As a context manager: the context enters an instance of its own and resets Dagster's current
+        # defs-state storage on exit; left open, a later repository build met a collected instance.
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
+                                       repository_def=d.get_repository_def()) as ctx:
+            return schedule.evaluate_tick(ctx).run_requests
 
     runs = requested(defs)
     assert [r.partition_key for r in runs] == [OTHER]  # CELL is up to date
