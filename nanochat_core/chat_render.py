@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 
+from nanochat_core.conversation import PART_TYPES
+
 
 def _normalize_messages(conversation: dict) -> list[dict]:
     """Merge a leading system message into the first user turn and check roles alternate."""
@@ -72,7 +74,7 @@ def render_conversation(tokenizer, conversation: dict, max_tokens: int = 2048) -
 def _add_part(tokenizer, add, part: dict, i: int) -> None:
     special = tokenizer.encode_special
     kind = part.get("type") if isinstance(part, dict) else None
-    if kind not in ("text", "python", "python_output"):
+    if kind not in PART_TYPES:
         raise ValueError(f"message {i}: unknown assistant part {part!r} (type must be text, python or python_output)")
     value = tokenizer.encode(part["text"])
     if kind == "text":

@@ -11,9 +11,8 @@ import re
 from pathlib import Path
 
 from nanochat_core import settings
-from nanochat_core.sizing import scaling_params
-
-UNTIMED_STEPS = 10  # base_train leaves its first steps out of total_training_time (see trainer_loop)
+from nanochat_core.sizing import meta_model, scaling_params
+from nanochat_core.train.trainer_loop import UNTIMED_STEPS  # steps left out of total_training_time
 
 
 def missing(reason: str) -> dict:
@@ -95,12 +94,9 @@ def _last_meta(folder: Path, producer: str) -> tuple[dict, int, Path] | str:
 
 def _model_numbers(model_config: dict) -> dict:
     """Param counts and FLOPs/token of the checkpoint's architecture (meta-device model: no memory)."""
-    import torch
+    from nanochat_core.model import GPTConfig
 
-    from nanochat_core.model import GPT, GPTConfig
-
-    with torch.device("meta"):
-        model = GPT(GPTConfig(**model_config))
+    model = meta_model(GPTConfig(**model_config))
     return {"param_counts": model.num_scaling_params(), "flops_per_token": model.estimate_flops()}
 
 
@@ -131,7 +127,7 @@ def base_training_section(model_tag: str, root: Path | None = None) -> dict:
         "param_data_ratio": tokens / n_scaling if tokens else None,
         "total_batch_size": batch, "max_seq_len": meta.get("max_seq_len"), "world_size": meta.get("world_size"),
         "training_seconds": seconds, "tokens_per_sec": tok_per_sec,
-        # MFU needs the device peak, which the checkpoint meta does not record unless the trainer adds it.
+        # MFU needs the device peak: our trainers record peak_flops in the meta, nanochat's checkpoints do not.
         "mfu": clean(mfu), "mfu_note": None if mfu is not None else "not recorded in the checkpoint meta",
         "val_bpb": clean(meta.get("val_bpb")), "min_val_bpb": clean(loop.get("min_val_bpb")),
         "core_score": clean(meta.get("core_score", meta.get("core_metric"))),

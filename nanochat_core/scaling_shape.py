@@ -11,7 +11,7 @@ import functools
 import math
 from dataclasses import dataclass
 
-from nanochat_core.sizing import build_model_config, meta_model, model_dim_for
+from nanochat_core.sizing import build_model_config, meta_model, model_dim_for, scaling_params
 
 DEFAULT_VOCAB = 32768
 DEFAULT_SEQ_LEN = 2048
@@ -50,14 +50,8 @@ def flops_per_token_at(depth: int, family: ModelFamily = ModelFamily()) -> float
     return _sized(depth, family)[1]
 
 
-def param_counts(depth: int, family: ModelFamily = ModelFamily()) -> dict:
-    """num_scaling_params() of the family's model at this depth."""
-    return dict(_counts(depth, family))
-
-
 def effective_params_at(depth: int, family: ModelFamily = ModelFamily()) -> int:
-    c = _counts(depth, family)
-    return c["transformer_matrices"] + c["lm_head"]
+    return scaling_params(_counts(depth, family))
 
 
 def infer_family(rows: list[dict]) -> ModelFamily:

@@ -71,11 +71,6 @@ class TrainingPlan:
     def param_data_ratio(self) -> float:
         return self.total_tokens / self.scaling_params
 
-    def optimizer_kwargs(self) -> dict:
-        """Arguments for GPT.setup_optimizer (it adds the (model_dim/768)^-0.5 scale on AdamW groups itself)."""
-        return dict(unembedding_lr=self.unembedding_lr, embedding_lr=self.embedding_lr, matrix_lr=self.matrix_lr,
-                    weight_decay=self.weight_decay, scalar_lr=self.scalar_lr)
-
 
 def plan_training(depth: int, vocab_size: int, max_seq_len: int = 2048, aspect_ratio: int = 64, head_dim: int = 128,
                   window_pattern: str = "SSSL", num_iterations: int = -1, target_flops: float = -1.0,

@@ -46,8 +46,8 @@ def inventory(task_data=None, log=print) -> dict:
             out[name] = {"status": "missing", "reason": str(e), "used_by": used_by}
             log(f"{name}: missing ({e})")
             continue
-        files = [Path(f) for f in task.files]
-        out[name] = {"status": "ok", "rows": len(task), "files": [str(f) for f in files],
-                     "origin": _origin(files, root), "used_by": used_by}
-        log(f"{name}: {len(task):,} rows from {_origin(files, root)} ({time.time() - t0:.1f}s)")
+        origin = _origin(task.files, root)
+        out[name] = {"status": "ok", "rows": len(task), "files": [str(f) for f in task.files], "origin": origin,
+                     "used_by": used_by}
+        log(f"{name}: {len(task):,} rows from {origin} ({time.time() - t0:.1f}s)")
     return out

@@ -134,7 +134,7 @@ def build_model(model_state: dict, meta: dict, device) -> torch.nn.Module:
     with torch.device("meta"):
         model = GPT(GPTConfig(**meta["model_config"]))
     model.to_empty(device=device)
-    model.init_weights()  # also fills the non-persistent rotary buffers
+    # No init_weights: the strict load overwrites every parameter and refills the rotary buffers.
     model.load_state_dict(model_state, strict=True)
     return model
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from nanochat_core.train.args import batch_size_or_auto, flag_name, fraction, make_namespace, validate_or_exit
+from nanochat_core.train.args import (FRACTION_FLAGS, batch_size_or_auto, flag_name, fraction, make_namespace,
+                                      validate_or_exit)
 
-FRACTION_FLAGS = ("warmup_ratio", "warmdown_ratio", "init_lr_frac", "final_lr_frac")
 INHERITED_FLAGS = ("max_seq_len", "device_batch_size", "total_batch_size", "embedding_lr", "unembedding_lr",
                    "matrix_lr")
 IDENTITY_FILE = "identity_conversations.jsonl"  # under $NANOCHAT_BASE_DIR, where gen_synthetic_data writes
