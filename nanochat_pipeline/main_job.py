@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from nanochat_core import settings
+from nanochat_core.synthetic.generate import default_output
 from nanochat_pipeline.assets.data import corpus_file, tokenizer_files
 from nanochat_pipeline.assets.scaling import results_csv
 from nanochat_pipeline.staleness import needs_run, stale_resolver
@@ -29,7 +30,7 @@ def artifact_paths(preset, asset: str, partition: str | None) -> list[Path]:
     if asset == "tokenizer":
         return tokenizer_files(settings.tokenizer_dir(root))
     if asset == "synthetic_conversations":
-        return [root / "identity_conversations.jsonl"]
+        return [default_output(root)]
     if asset in ("base_model", "sft_model", "eval_report"):
         from nanochat_pipeline.partitions import cell_from_key, grid_partitions
         tag = cell_from_key(grid_partitions(preset), partition).model_tag

@@ -12,10 +12,10 @@ import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError  # not exported at top level in 1.13
 
 from nanochat_core import settings
+from nanochat_core.synthetic.generate import default_output
 from nanochat_core.file_hash import files_sha256
-from nanochat_core.train import checkpoint as ckpt
 from nanochat_pipeline.assets.data import AUTOMATION
-from nanochat_pipeline.assets.eval_inputs import is_offline, task_data_dir
+from nanochat_pipeline.assets.eval_inputs import child_env, device_type, task_data_dir
 from nanochat_pipeline.assets.training import TRAINING_POOL, checkpoint_loads_check, child_command, resumable_step
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
@@ -27,7 +27,7 @@ SFT_MODEL_CHECKS = [dg.AssetCheckSpec("sft_checkpoint_loads", asset="sft_model",
 
 def build_chat_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, base_model_asset, task_data_asset) -> list:
     root = preset.root
-    path = root / "identity_conversations.jsonl"
+    path = default_output(root)  # where gen_synthetic_data writes under a base dir
 
     @dg.asset(group_name="chat", code_version="1", automation_condition=AUTOMATION,
               description="Synthetic identity conversations (JSONL) for SFT: the offline generator, or an "
@@ -56,16 +56,17 @@ def build_chat_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, 
         resume = resumable_step(ckpt_dir)
         if resume >= 0:
             context.log.info(f"{cell.model_tag}: an interrupted SFT run left a checkpoint at step {resume}; resuming from it")
-        flags = {"device_type": preset.train.get("device_type", "auto")} | preset.sft
+        flags = {"device_type": device_type(preset)} | preset.sft
         command = child_command(SFT_CHILD_MODULE, preset.nproc_per_node) + [
             "--model-tag", cell.model_tag, "--identity", str(path), "--task-data", str(task_data_dir(preset)),
             "--resume-from-step", str(resume), "--sft-json", json.dumps(flags)]
-        env = {"NANOCHAT_BASE_DIR": str(root)} | ({"HF_HUB_OFFLINE": "1"} if is_offline(preset) else {})
         try:
-            invocation = pipes_subprocess_client.run(command=command, context=context, env=env)
+            invocation = pipes_subprocess_client.run(command=command, context=context, env=child_env(preset))
         except DagsterPipesExecutionError as e:
             raise dg.Failure(f"SFT of {cell.model_tag} failed ({e}). A cancelled run keeps its checkpoint and the "
                              "next materialization resumes; otherwise see this step's stderr.") from e
+        from nanochat_core.train import checkpoint as ckpt  # torch: not at definitions load
+
         result = invocation.get_materialize_result()
         step = ckpt.find_last_step(ckpt_dir)
         return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version,

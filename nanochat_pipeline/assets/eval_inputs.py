@@ -26,6 +26,15 @@ def is_offline(preset: Preset) -> bool:
     return bool(preset.evaluation.get("offline", False))
 
 
+def child_env(preset: Preset) -> dict:
+    """The environment of the core commands an asset runs: the preset's root, and offline if it says so."""
+    return {"NANOCHAT_BASE_DIR": str(preset.root)} | ({"HF_HUB_OFFLINE": "1"} if is_offline(preset) else {})
+
+
+def device_type(preset: Preset) -> str:
+    return str(preset.train.get("device_type", "auto"))
+
+
 @contextlib.contextmanager
 def hub_offline(offline: bool):
     """HF_HUB_OFFLINE=1 for the block when the preset is offline (the task readers honour it)."""

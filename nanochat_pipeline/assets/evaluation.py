@@ -14,13 +14,10 @@ import dagster as dg
 
 from nanochat_core import settings
 from nanochat_core.file_hash import files_sha256
-from nanochat_pipeline.assets.eval_inputs import is_offline, task_data_dir
+from nanochat_pipeline.assets.eval_inputs import child_env, device_type, task_data_dir
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
 from nanochat_pipeline.required_files import require_files
-
-CHAT_TASKS = "ARC-Easy|ARC-Challenge|MMLU|GSM8K|HumanEval"
-
 
 def run_core_command(context, module: str, args: list[str], env: dict) -> None:
     """Run `python -m <module> <args>`, its output into the step's log; a failure fails the step."""
@@ -39,10 +36,10 @@ def evaluation_commands(preset: Preset, tag: str, bundle_ready: bool) -> list[tu
     if bundle_ready:
         commands.append(("nanochat_core.cli.base_eval", [
             "--eval", "core", "--model-tag", tag, "--max-per-task", str(e.get("core_max_per_task", -1)),
-            "--bundle-dir", str(settings.eval_bundle_dir(preset.root)), "--device-type",
-            str(preset.train.get("device_type", "auto"))]))
-    chat = ["-i", "sft", "-g", tag, "-a", str(e.get("chat_tasks", CHAT_TASKS)), "--task-data", str(task_data_dir(preset)),
-            "--device-type", str(preset.train.get("device_type", "auto"))]
+            "--bundle-dir", str(settings.eval_bundle_dir(preset.root)), "--device-type", device_type(preset)]))
+    chat = ["-i", "sft", "-g", tag, "--task-data", str(task_data_dir(preset)), "--device-type", device_type(preset)]
+    if e.get("chat_tasks"):  # else chat_eval's default: all five tasks
+        chat += ["-a", str(e["chat_tasks"])]
     if e.get("chat_max_problems"):
         chat += ["-x", str(e["chat_max_problems"])]
     commands.append(("nanochat_core.cli.chat_eval", chat))
@@ -75,9 +72,8 @@ def build_evaluation_assets(preset: Preset, partitions: dg.MultiPartitionsDefini
         bundle_ready = (settings.eval_bundle_dir(root) / "core.yaml").is_file()
         if not bundle_ready:
             context.log.warning("no eval bundle (see the eval_bundle asset): CORE is not evaluated")
-        env = {"NANOCHAT_BASE_DIR": str(root)} | ({"HF_HUB_OFFLINE": "1"} if is_offline(preset) else {})
         for module, args in evaluation_commands(preset, tag, bundle_ready):
-            run_core_command(context, module, args, env)
+            run_core_command(context, module, args, child_env(preset))
         md_path, json_path = write_report(tag, root)
         markdown, report = md_path.read_text(encoding="utf-8"), json.loads(json_path.read_text(encoding="utf-8"))
         for item in report["not_evaluated"]:

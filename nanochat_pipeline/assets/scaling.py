@@ -7,7 +7,6 @@ import dagster as dg
 
 from nanochat_core.file_hash import files_sha256
 from nanochat_core.scaling import SCALING_COLUMNS, write_scaling_csv
-from nanochat_core.scaling_run import analyze_csv
 from nanochat_pipeline.pictures import bpb_vs_flops_png, markdown_image
 from nanochat_pipeline.presets import Preset
 
@@ -59,6 +58,8 @@ def build_scaling_assets(preset: Preset, partitions: dg.MultiPartitionsDefinitio
         picture = bpb_vs_flops_png(rows, path.parent / "val_bpb_vs_flops.png")
         # The isoFLOP fit (fit.json + isoflop.png beside the CSV); a thin grid gets a fit that says what
         # it could not estimate, never an error.
+        from nanochat_core.scaling_run import analyze_csv  # torch (through sizing): not at definitions load
+
         analysis = analyze_csv(path)
         context.log.info(analysis.summary)
         fit_numbers = {name: est.value for name, est in (("optimal_ratio", analysis.fit.optimal_ratio),

@@ -15,6 +15,7 @@ from dagster._core.errors import DagsterPipesExecutionError  # not exported at t
 
 from nanochat_core import settings
 from nanochat_pipeline.assets.data import AUTOMATION, tokenizer_files
+from nanochat_pipeline.assets.eval_inputs import child_env
 from nanochat_pipeline.required_files import require_files
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
@@ -113,7 +114,7 @@ def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefiniti
             "--resume-from-step", str(resume), "--train-json", json.dumps(train_overrides(preset, config))]
         try:
             invocation = pipes_subprocess_client.run(command=command, context=context,
-                                                     env={"NANOCHAT_BASE_DIR": str(root)})
+                                                     env=child_env(preset))
         except DagsterPipesExecutionError as e:
             raise dg.Failure(
                 f"training {cell.model_tag} failed ({e}). If it was cancelled, its checkpoint is kept and the next "
