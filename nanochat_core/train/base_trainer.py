@@ -123,11 +123,7 @@ class BaseTrainer(TrainingLoop):
             matrix_lr=p.matrix_lr * frac, weight_decay=p.weight_decay, scalar_lr=p.scalar_lr * frac,
             distributed=self.info.world_size > 1)
         if optim_state is not None:
-            # load_state_dict also restores the saved LRs; keep this run's (identical unless the flags changed).
-            initial = [g["initial_lr"] for g in optimizer.param_groups]
-            optimizer.load_state_dict(optim_state)
-            for group, lr in zip(optimizer.param_groups, initial):
-                group["initial_lr"] = lr
+            self._load_optimizer_state(optimizer, optim_state)
         return optimizer
 
     def _loader(self, split: str, state=None):
@@ -154,13 +150,7 @@ class BaseTrainer(TrainingLoop):
         a = self.args
         lrm = base_lr_multiplier(it, self.num_iterations, a.warmup_steps, a.warmdown_ratio, a.final_lr_frac,
                                  a.warmup_ratio)
-        momentum = muon_momentum(it)
-        weight_decay = muon_weight_decay(it, self.num_iterations, self.plan.weight_decay)
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * lrm
-            if group["kind"] == "muon":
-                group["momentum"] = momentum
-                group["weight_decay"] = weight_decay
+        self._apply_schedule(lrm, muon_momentum(it), muon_weight_decay(it, self.num_iterations, self.plan.weight_decay))
         return lrm
 
     def is_last_step(self, step: int) -> bool:
@@ -178,9 +168,8 @@ class BaseTrainer(TrainingLoop):
     def evaluate(self, step: int) -> None:
         from nanochat_core.evaluation.bpb import evaluate_bpb
 
-        steps = max(1, self.args.eval_tokens // (self.device_batch_size * self.seq_len * self.info.world_size))
         with self._evaluating() as model:
-            val_bpb = evaluate_bpb(model, self._loader("val"), steps, self.token_bytes)
+            val_bpb = evaluate_bpb(model, self._loader("val"), self._eval_steps(), self.token_bytes)
         self._record_val_bpb(step, val_bpb)
 
     def core_metric(self, step: int) -> None:

@@ -202,12 +202,7 @@ class SFTTrainer(TrainingLoop):
                                                     distributed=self.info.world_size > 1)
         if optim_state is None:
             return optimizer
-        # load_state_dict brings the saved hyperparameters too (a base run's LRs, momentum, decay):
-        # keep this run's and take only the per-parameter state (momentum buffers, Adam moments).
-        ours = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-        optimizer.load_state_dict(optim_state)
-        for group, hyper in zip(optimizer.param_groups, ours):
-            group.update(hyper)
+        self._load_optimizer_state(optimizer, optim_state)  # a base run's LRs, momentum, decay are not ours
         if warm_start:
             n = sum(len(s) > 0 for s in optimizer.state.values())
             total = sum(len(g["params"]) for g in optimizer.param_groups)
@@ -237,7 +232,7 @@ class SFTTrainer(TrainingLoop):
             print0(f"val bpb is skipped: {len(val) if val is not None else 0} validation conversation(s) for "
                    f"{self.info.world_size} process(es)")
             return 0
-        return max(1, a.eval_tokens // (self.device_batch_size * self.seq_len * self.info.world_size))
+        return self._eval_steps()
 
     def _find_chatcore(self):
         try:
@@ -267,11 +262,7 @@ class SFTTrainer(TrainingLoop):
     def schedule(self, step: int) -> float:
         a = self.args
         lrm = sft_lr_multiplier(self.progress(step), a.warmup_ratio, a.warmdown_ratio, a.final_lr_frac)
-        momentum = sft_muon_momentum(step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * lrm
-            if group["kind"] == "muon":
-                group["momentum"] = momentum
+        self._apply_schedule(lrm, sft_muon_momentum(step))
         return lrm
 
     def periodic(self, step: int, last_step: bool) -> None:

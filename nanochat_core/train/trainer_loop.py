@@ -107,7 +107,28 @@ class TrainingLoop:
         verdict = "repays" if seconds > CPU_COMPILE_MIN_SECONDS else "is too short to repay"
         return seconds > CPU_COMPILE_MIN_SECONDS, f"auto: ~{seconds:.0f}s of compute at peak {verdict} compiling"
 
+    def _load_optimizer_state(self, optimizer, optim_state: dict) -> None:
+        """The saved per-parameter state (momentum buffers, Adam moments) with this run's hyperparameters:
+        load_state_dict would also bring back the saved ones (LRs, momentum, decay)."""
+        ours = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        optimizer.load_state_dict(optim_state)
+        for group, hyper in zip(optimizer.param_groups, ours):
+            group.update(hyper)
+
+    def _apply_schedule(self, lrm: float, momentum: float, weight_decay: float | None = None) -> None:
+        """This step's LR multiplier on every group; Muon momentum (and decay, when given) on the Muon groups."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * lrm
+            if group["kind"] == "muon":
+                group["momentum"] = momentum
+                if weight_decay is not None:
+                    group["weight_decay"] = weight_decay
+
     # ---- periodic work ----------------------------------------------------------------------
+    def _eval_steps(self) -> int:
+        """Forward passes of one validation: --eval-tokens over all processes' rows."""
+        return max(1, self.args.eval_tokens // (self.device_batch_size * self.seq_len * self.info.world_size))
+
     @contextlib.contextmanager
     def _evaluating(self):
         """The original model in eval mode for the block, back in train mode after it."""
