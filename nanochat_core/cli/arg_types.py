@@ -13,3 +13,14 @@ def positive_int(value: str) -> int:
     if number != int(number) or number < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
     return int(number)
+
+
+def add_checkpoint_args(p: argparse.ArgumentParser, what: str) -> None:
+    """-i/-g/-s/--device-type: which checkpoint a chat command loads (chat_cli, chat_web, chat_eval)."""
+    from nanochat_core.chat_model import SOURCES
+
+    p.add_argument("-i", "--source", choices=sorted(SOURCES), default="sft", help=what)
+    p.add_argument("-g", "--model-tag", type=str, default=None,
+                   help="checkpoint folder; when not given, the largest depth's tag")
+    p.add_argument("-s", "--step", type=int, default=None, help="checkpoint step; when not given, the last")
+    p.add_argument("--device-type", type=str, default="auto", help="cuda | cpu | mps | auto (detect)")

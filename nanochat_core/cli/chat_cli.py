@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nanochat_core.chat_model import SOURCES
+from nanochat_core.cli.arg_types import add_checkpoint_args
 
 BANNER = "Chat with {source} model {tag} (step {step}). 'clear' starts a new conversation, 'quit' or 'exit' ends."
 
@@ -17,15 +17,11 @@ BANNER = "Chat with {source} model {tag} (step {step}). 'clear' starts a new con
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nanochat_core.cli.chat_cli", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("-i", "--source", choices=sorted(SOURCES), default="sft", help="checkpoint family to load")
-    p.add_argument("-g", "--model-tag", type=str, default=None,
-                   help="checkpoint folder; when not given, the largest depth's tag")
-    p.add_argument("-s", "--step", type=int, default=None, help="checkpoint step; when not given, the last")
+    add_checkpoint_args(p, "checkpoint family to load")
     p.add_argument("-p", "--prompt", type=str, default="", help="answer this one message and exit")
     p.add_argument("-t", "--temperature", type=float, default=0.6, help="sampling temperature (0 = greedy)")
     p.add_argument("-k", "--top-k", type=int, default=50, help="sample from the k most likely tokens (0 = all)")
     p.add_argument("--max-tokens", type=int, default=256, help="most tokens per answer")
-    p.add_argument("--device-type", type=str, default="auto", help="cuda | cpu | mps | auto (detect)")
     p.add_argument("--seed", type=int, default=42, help="sampling seed (turn n uses seed + n)")
     return p
 

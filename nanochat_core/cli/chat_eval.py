@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 from nanochat_core import settings
-from nanochat_core.chat_model import SOURCES
+from nanochat_core.cli.arg_types import add_checkpoint_args
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nanochat_core.cli.chat_eval", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("-i", "--source", choices=list(SOURCES), default="sft", help="which checkpoints to evaluate")
+    add_checkpoint_args(p, "which checkpoints to evaluate")
     p.add_argument("-a", "--task-name", type=str, default=None,
                    help="tasks separated by '|' (ARC-Easy|ARC-Challenge|MMLU|GSM8K|HumanEval); None = all five")
     p.add_argument("-t", "--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
@@ -28,12 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-b", "--batch-size", type=int, default=8,
                    help="problems per forward (categorical), samples per generation batch (generative)")
     p.add_argument("-x", "--max-problems", type=int, default=None, help="problems per task (None = all)")
-    p.add_argument("-g", "--model-tag", type=str, default=None, help="checkpoint folder (None = the largest depth's)")
-    p.add_argument("-s", "--step", type=int, default=None, help="checkpoint step (None = the last)")
     p.add_argument("--task-data", type=str, default=None,
                    help="task data root (release files or Hub downloads); default $NANOCHAT_TASK_DATA or "
                         "$NANOCHAT_BASE_DIR/task_data")
-    p.add_argument("--device-type", type=str, default="auto", help="cuda | cpu | mps | auto (detect)")
     return p
 
 

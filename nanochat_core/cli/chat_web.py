@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nanochat_core.chat_model import SOURCES
+from nanochat_core.cli.arg_types import add_checkpoint_args
 from nanochat_core.chat_request import MAX_TOKENS_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE
 
 
@@ -18,14 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--host", type=str, default="127.0.0.1", help="address to listen on (0.0.0.0 = every interface)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
-    p.add_argument("-i", "--source", choices=sorted(SOURCES), default="sft", help="checkpoint family to load")
-    p.add_argument("-g", "--model-tag", type=str, default=None,
-                   help="checkpoint folder; when not given, the largest depth's tag")
-    p.add_argument("-s", "--step", type=int, default=None, help="checkpoint step; when not given, the last")
+    add_checkpoint_args(p, "checkpoint family to load")
     p.add_argument("-t", "--temperature", type=float, default=0.8, help="default sampling temperature")
     p.add_argument("-k", "--top-k", type=int, default=50, help="default top-k (0 = all tokens)")
     p.add_argument("-m", "--max-tokens", type=int, default=512, help="default most tokens per answer")
-    p.add_argument("--device-type", type=str, default="auto", help="cuda | cpu | mps | auto (detect)")
     return p
 
 
