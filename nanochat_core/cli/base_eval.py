@@ -59,19 +59,18 @@ def eval_bpb(model, meta, tokenizer, args, info) -> dict[str, float]:
     return results
 
 
-def eval_core(evaluator, model, meta, tokenizer, args, info) -> None:
+def eval_core(evaluator, model, meta, tokenizer, args, info, tag: str) -> None:
     from nanochat_core import settings
     from nanochat_core.device import print0
     from nanochat_core.evaluation.core import record_core_score, write_results
     from nanochat_core.evaluation.core_bundle import ensure_bundle_distributed
-    from nanochat_core.train.checkpoint import checkpoint_dir, find_largest_model_tag, meta_path
+    from nanochat_core.train.checkpoint import checkpoint_dir, meta_path
 
     bundle = ensure_bundle_distributed(args.bundle_dir, info.is_master)
     # each rank scores its share of every task and the counts are summed; rank 0 alone logs (print0) and writes
     result = evaluator(model, tokenizer, info.device, max_per_task=args.max_per_task, bundle_dir=bundle,
                        batch_size=args.device_batch_size, context=meta["max_seq_len"], log=print0)
     if info.is_master:
-        tag = args.model_tag or find_largest_model_tag()
         csv_path, json_path = write_results(result, settings.base_eval_dir(), tag, meta["step"])
         record_core_score(meta_path(checkpoint_dir(tag), meta["step"]), result)
         print0(f"Wrote {csv_path} and {json_path}")
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from nanochat_core.device import init_distributed, print0, resolve_device_type, shutdown_distributed
     from nanochat_core.tokenizer import get_tokenizer
-    from nanochat_core.train.checkpoint import load_model
+    from nanochat_core.train.checkpoint import find_largest_model_tag, load_model
     from nanochat_core.train.core_hook import NOT_AVAILABLE, find_core_evaluator
     from nanochat_core.train.samples import print_samples
 
@@ -92,14 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         info = init_distributed(resolve_device_type(args.device_type))
         try:
             tokenizer = get_tokenizer()
-            model, meta = load_model(args.model_tag, args.step, device=info.device)
-            print0(f"Evaluating {meta['user_config'].get('model_tag', args.model_tag)} step {meta['step']}")
+            tag = args.model_tag or find_largest_model_tag()  # once: the load and the results files agree
+            model, meta = load_model(tag, args.step, device=info.device)
+            print0(f"Evaluating {tag} step {meta['step']}")
             if "core" in modes:
                 evaluator = find_core_evaluator()
                 if evaluator is None:
                     print0(f"{NOT_AVAILABLE}: skipping --eval core")
                 else:
-                    eval_core(evaluator, model, meta, tokenizer, args, info)
+                    eval_core(evaluator, model, meta, tokenizer, args, info, tag)
             if "bpb" in modes:
                 eval_bpb(model, meta, tokenizer, args, info)
             if "sample" in modes and info.is_master:
