@@ -88,8 +88,11 @@ class TrainingLoop:
 
     def _compile_model(self) -> None:
         """Settle the MFU basis, then decide on torch.compile (which the basis informs on CPU)."""
-        peak, source = resolve_peak_flops(self.args.peak_flops, self.device, self.dtype)
-        self.peak_flops = broadcast_from_master(peak, self.device)  # one MFU basis for every rank
+        # Rank 0 alone measures (probes run at once on shared CPU cores would pull each other down);
+        # the broadcast gives every rank its figure as the one MFU basis.
+        peak, source = resolve_peak_flops(self.args.peak_flops, self.device, self.dtype) if self.info.is_master \
+            else (0.0, "")
+        self.peak_flops = broadcast_from_master(peak, self.device)
         print0(f"Peak FLOP/s per device for MFU: {self.peak_flops:.4e} ({source})")
         use_compile, why = self._decide_compile()
         print0(f"torch.compile: {'on' if use_compile else 'off'} ({why})")
