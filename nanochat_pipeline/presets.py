@@ -119,12 +119,13 @@ def load_preset(name_or_path: str) -> Preset:
     if not name.replace("-", "").replace("_", "").isalnum():
         raise PresetError(f"{path}: name {name!r} must be letters, digits, '-' or '_' (it names a folder)")
     evaluation = data.get("evaluation", {})
-    grid = {f"{d}|{f}" for d in (f"d{x}" for x in depths) for f in (_flops_key(path, v) for v in flops)}
+    depth_keys, flops_keys = [f"d{d}" for d in depths], [_flops_key(path, f) for f in flops]
+    grid = {f"{d}|{f}" for d in depth_keys for f in flops_keys}
     stray = [c for c in evaluation.get("chat_cells", []) if c not in grid]
     if stray:
         raise PresetError(f"{path} [evaluation] chat_cells: {stray} not in the grid (cells look like {sorted(grid)[0]!r})")
     return Preset(
-        name=name, path=path, depth_keys=[f"d{d}" for d in depths], flops_keys=[_flops_key(path, f) for f in flops],
+        name=name, path=path, depth_keys=depth_keys, flops_keys=flops_keys,
         schedule_cron=data.get("schedule_cron", "0 3 * * 0"), corpus=data.get("corpus", {}),
         tokenizer=data.get("tokenizer", {}), synthetic=data.get("synthetic", {}), train=train, nproc_per_node=nproc,
         sft=sft, evaluation=evaluation,
