@@ -9,14 +9,13 @@ same training pool as base_model, resuming an interrupted run from its checkpoin
 import json
 
 import dagster as dg
-from dagster._core.errors import DagsterPipesExecutionError  # not exported at top level in 1.13
 
 from nanochat_core import settings
 from nanochat_core.synthetic.generate import default_output
 from nanochat_core.file_hash import files_sha256
 from nanochat_pipeline.assets.data import AUTOMATION
-from nanochat_pipeline.assets.eval_inputs import child_env, device_type, task_data_dir
-from nanochat_pipeline.assets.training import TRAINING_POOL, checkpoint_loads_check, child_command, resumable_step
+from nanochat_pipeline.assets.eval_inputs import device_type, task_data_dir
+from nanochat_pipeline.assets.training import TRAINING_POOL, checkpoint_loads_check, run_training_child
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
 from nanochat_pipeline.required_files import require_files
@@ -53,22 +52,11 @@ def build_chat_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, 
         base_dir = settings.base_checkpoints_dir(root) / cell.model_tag
         require_files("sft_model", [base_dir], "base_model")
         ckpt_dir = settings.chatsft_checkpoints_dir(root) / cell.model_tag
-        resume = resumable_step(ckpt_dir)
-        if resume >= 0:
-            context.log.info(f"{cell.model_tag}: an interrupted SFT run left a checkpoint at step {resume}; resuming from it")
         flags = {"device_type": device_type(preset)} | preset.sft
-        command = child_command(SFT_CHILD_MODULE, preset.nproc_per_node) + [
-            "--model-tag", cell.model_tag, "--identity", str(path), "--task-data", str(task_data_dir(preset)),
-            "--resume-from-step", str(resume), "--sft-json", json.dumps(flags)]
-        try:
-            invocation = pipes_subprocess_client.run(command=command, context=context, env=child_env(preset))
-        except DagsterPipesExecutionError as e:
-            raise dg.Failure(f"SFT of {cell.model_tag} failed ({e}). A cancelled run keeps its checkpoint and the "
-                             "next materialization resumes; otherwise see this step's stderr.") from e
-        from nanochat_core.train import checkpoint as ckpt  # torch: not at definitions load
-
-        result = invocation.get_materialize_result()
-        step = ckpt.find_last_step(ckpt_dir)
+        result, step = run_training_child(
+            context, pipes_subprocess_client, preset, SFT_CHILD_MODULE, ckpt_dir, f"SFT of {cell.model_tag}",
+            ["--model-tag", cell.model_tag, "--identity", str(path), "--task-data", str(task_data_dir(preset)),
+             "--sft-json", json.dumps(flags)])
         return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version,
                                     check_results=[checkpoint_loads_check(SFT_MODEL_CHECKS[0].name, ckpt_dir, step)])
 

@@ -80,6 +80,25 @@ def checkpoint_loads_check(name: str, ckpt_dir: Path, step: int) -> dg.AssetChec
     return dg.AssetCheckResult(check_name=name, passed=loads, description=why)
 
 
+def run_training_child(context, client: dg.PipesSubprocessClient, preset: Preset, module: str, ckpt_dir: Path,
+                       what: str, args: list[str]) -> tuple[dg.MaterializeResult, int]:
+    """Launch a training child through Pipes (resuming an interrupted run's checkpoint); return the
+    materialization it reported and the step of its last checkpoint. `what` names the run in messages."""
+    resume = resumable_step(ckpt_dir)
+    if resume >= 0:
+        context.log.info(f"{what}: an interrupted run left a checkpoint at step {resume}; resuming from it")
+    command = child_command(module, preset.nproc_per_node) + args + ["--resume-from-step", str(resume)]
+    try:
+        invocation = client.run(command=command, context=context, env=child_env(preset))
+    except DagsterPipesExecutionError as e:
+        raise dg.Failure(
+            f"{what} failed ({e}). If it was cancelled, its checkpoint is kept and the next materialization of "
+            "this cell resumes from it; otherwise see this step's stderr for the child's error.") from e
+    from nanochat_core.train import checkpoint as ckpt  # torch: not at definitions load
+
+    return invocation.get_materialize_result(), ckpt.find_last_step(ckpt_dir)
+
+
 def base_model_checks(metadata: dict, ckpt_dir: Path, step: int) -> list[dg.AssetCheckResult]:
     def number(key):
         value = metadata.get(key)
@@ -106,23 +125,10 @@ def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefiniti
         require_files("base_model", tokenizer_files(settings.tokenizer_dir(root)), "tokenizer")
         require_files("base_model", [settings.base_data_dir(root) / "manifest.json"], "shuffled_shards")
         ckpt_dir = settings.base_checkpoints_dir(root) / cell.model_tag
-        resume = resumable_step(ckpt_dir)
-        if resume >= 0:
-            context.log.info(f"{cell.model_tag}: an interrupted run left a checkpoint at step {resume}; resuming from it")
-        command = child_command(CHILD_MODULE, preset.nproc_per_node) + [
-            "--depth", str(cell.depth), "--target-flops", cell.flops_key, "--model-tag", cell.model_tag,
-            "--resume-from-step", str(resume), "--train-json", json.dumps(train_overrides(preset, config))]
-        try:
-            invocation = pipes_subprocess_client.run(command=command, context=context,
-                                                     env=child_env(preset))
-        except DagsterPipesExecutionError as e:
-            raise dg.Failure(
-                f"training {cell.model_tag} failed ({e}). If it was cancelled, its checkpoint is kept and the next "
-                "materialization of this cell resumes from it; otherwise see this step's stderr for the child's error."
-            ) from e
-        result = invocation.get_materialize_result()
-        from nanochat_core.train import checkpoint as ckpt
-        step = ckpt.find_last_step(ckpt_dir)
+        result, step = run_training_child(
+            context, pipes_subprocess_client, preset, CHILD_MODULE, ckpt_dir, f"training {cell.model_tag}",
+            ["--depth", str(cell.depth), "--target-flops", cell.flops_key, "--model-tag", cell.model_tag,
+             "--train-json", json.dumps(train_overrides(preset, config))])
         return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version,
                                     check_results=base_model_checks(dict(result.metadata or {}), ckpt_dir, step))
 
