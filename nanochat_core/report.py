@@ -15,6 +15,7 @@ from pathlib import Path
 from nanochat_core import settings
 from nanochat_core.atomic import write_json_atomic, write_text_atomic
 from nanochat_core.report_env import environment
+from nanochat_core.report_markdown import SECTION_TITLES
 from nanochat_core.report_sources import (base_eval_section, base_training_section, chat_eval_section, sft_section,
                                           tokenizer_section)
 
@@ -22,8 +23,6 @@ from nanochat_core.report_sources import (base_eval_section, base_training_secti
 SUMMARY_ROWS = [("CORE", "base", "CORE"), ("ARC-Easy", "sft", "ARC-Easy"), ("ARC-Challenge", "sft", "ARC-Challenge"),
                 ("MMLU", "sft", "MMLU"), ("GSM8K", "sft", "GSM8K"), ("HumanEval", "sft", "HumanEval"),
                 ("ChatCORE", "sft", "ChatCORE")]
-SECTION_TITLES = {"tokenizer": "Tokenizer", "base_training": "Base training", "base_evaluation": "Base evaluation (CORE)",
-                  "sft": "SFT", "chat_evaluation": "Chat evaluation"}
 
 
 def _summary(sections: dict) -> dict:

@@ -1,6 +1,10 @@
 """Render the report card's JSON as markdown (the page people read, and the asset's metadata)."""
 from __future__ import annotations
 
+# the report card's sections, in order: key in the report dict -> heading
+SECTION_TITLES = {"tokenizer": "Tokenizer", "base_training": "Base training", "base_evaluation": "Base evaluation (CORE)",
+                  "sft": "SFT", "chat_evaluation": "Chat evaluation"}
+
 DASH = "-"
 
 
@@ -124,10 +128,10 @@ def _chat(sec: dict) -> list[str]:
 
 def render_markdown(r: dict) -> str:
     out = _header(r)
-    for key, title, render in [("tokenizer", "Tokenizer", _tokenizer), ("base_training", "Base training", _base),
-                               ("base_evaluation", "Base evaluation (CORE)", _base_eval), ("sft", "SFT", _sft),
-                               ("chat_evaluation", "Chat evaluation", _chat)]:
-        out += ["", f"## {title}", ""] + render(r[key])
+    renderers = {"tokenizer": _tokenizer, "base_training": _base, "base_evaluation": _base_eval, "sft": _sft,
+                 "chat_evaluation": _chat}
+    for key, title in SECTION_TITLES.items():
+        out += ["", f"## {title}", ""] + renderers[key](r[key])
     out += ["", "## Summary", ""]
     out += _table(["Metric", "BASE", "SFT"], [[label, fmt(v.get("base"), ".4f"), fmt(v.get("sft"), ".4f")]
                                               for label, v in r["summary"].items()])

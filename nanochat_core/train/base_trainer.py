@@ -89,11 +89,10 @@ class BaseTrainer(TrainingLoop):
 
     def _build_model(self):
         """Built on the meta device (no memory), then materialized on ours and initialized."""
-        from nanochat_core.model import GPT
+        from nanochat_core.sizing import meta_model
 
         torch.manual_seed(42)  # the same initial weights on every rank and in every run
-        with torch.device("meta"):
-            model = GPT(self.plan.model_config)
+        model = meta_model(self.plan.model_config)
         model.to_empty(device=self.device)
         model.init_weights()
         return model

@@ -57,3 +57,18 @@ def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(t)
         t /= dist.get_world_size()
     return t
+
+
+def gather_from_ranks(obj) -> list:
+    """Every rank's `obj` (picklable), in rank order; [obj] in a single process."""
+    if not _active():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    """Wait for every rank; nothing in a single process."""
+    if _active():
+        dist.barrier()

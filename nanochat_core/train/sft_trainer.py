@@ -17,13 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import torch.distributed as dist
-
 from nanochat_core import settings
 from nanochat_core.data.sft_loader import initial_state
 from nanochat_core.device import init_distributed, print0, resolve_device_type, shutdown_distributed
 from nanochat_core.train import checkpoint as ckpt
-from nanochat_core.train.collectives import sum_over_ranks
+from nanochat_core.train.collectives import barrier, gather_from_ranks, sum_over_ranks
 from nanochat_core.train.schedules import sft_lr_multiplier, sft_muon_momentum
 from nanochat_core.train.sft_args import IDENTITY_FILE, INHERITED_FLAGS, make_sft_args, parse_sft_args, validate_sft_args
 from nanochat_core.train.tracking import check_tracking_available, make_tracker
@@ -51,14 +49,6 @@ def train_sft(args, on_metrics: Callable[[dict], None] | None = None) -> dict:
         return SFTTrainer(args, device_type, info, on_metrics).run()
     finally:
         shutdown_distributed()
-
-
-def _gather_from_ranks(obj) -> list:
-    if not (dist.is_available() and dist.is_initialized()):
-        return [obj]
-    out = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
 
 
 class SFTTrainer(TrainingLoop):
@@ -149,8 +139,7 @@ class SFTTrainer(TrainingLoop):
             return build_sft_data(self.task_data, identity, a.jsonl, a.mmlu_epochs, a.gsm8k_epochs, a.seed)
 
         data = build() if self.info.is_master else None
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
+        barrier()  # rank 0 has read (and downloaded) the task data; the others read the cache
         if data is None:
             data = build()
         for line in data.report_lines():
@@ -304,7 +293,7 @@ class SFTTrainer(TrainingLoop):
         self._report({"step": step, "chatcore": score})
 
     def save(self, step: int, finished: bool) -> None:
-        ranks = _gather_from_ranks(self.loader_state)  # every rank's position, for an exact resume
+        ranks = gather_from_ranks(self.loader_state)  # every rank's position, for an exact resume
         meta = self._checkpoint_meta(step, {"world_size": self.info.world_size, "ranks": ranks}) | {
             # ours, beyond nanochat's keys
             "base_model_tag": self.base_tag, "base_step": self.base_step, "mixture": self.data.meta(),
