@@ -30,7 +30,7 @@ from nanochat_core.evaluation.chat_categorical import run_categorical
 from nanochat_core.evaluation.chat_generative import run_generative
 from nanochat_core.tasks.registry import BASELINES, EVAL_TASKS, load_eval_task
 from nanochat_core.tasks.task_data import TaskDataMissing
-from nanochat_core.train.collectives import any_rank, rank_and_world, sum_over_ranks
+from nanochat_core.train.collectives import any_rank, failing_together, rank_and_world, sum_over_ranks
 
 PROBLEM_ORDER_SEED = 42
 PROGRESS_EVERY_S = 10.0
@@ -86,8 +86,9 @@ def evaluate_task(model, tokenizer, device, name: str, task, max_problems: int |
     rank, world = rank_and_world()
     indices = problem_indices(len(task), max_problems)[rank::world]  # this rank's share
     progress = Progress(name, len(indices), log, world) if rank == 0 else None
-    counts, error = {}, None
-    try:
+    counts = {}
+    # e.g. a bad row or answer letter, seen by one rank only: all ranks stop, none waits at the sum below
+    with failing_together(device, f"{name}: another process stopped with an error (see its message)"):
         if task.eval_type == "categorical":
             counts = run_categorical(model, tokenizer, device, task, indices, batch_size, context, progress)
         elif task.eval_type == "generative":
@@ -95,11 +96,6 @@ def evaluate_task(model, tokenizer, device, name: str, task, max_problems: int |
                                     max_new_tokens, batch_size, context, progress)
         else:
             raise ValueError(f"task {name} has unknown eval_type {task.eval_type!r}")
-    except ValueError as exc:  # e.g. a bad row or answer letter, seen by one rank only
-        error = exc
-    # all ranks stop together rather than leave the others waiting at the sum below
-    if any_rank(error is not None, device):
-        raise error or ValueError(f"{name}: another process stopped with an error (see its message)")
     summed = [k for k in SUMMED_COUNTS if k in counts]
     counts |= dict(zip(summed, sum_over_ranks([counts[k] for k in summed], device)))
     accuracy = counts["num_correct"] / counts["num_problems"]

@@ -21,7 +21,7 @@ from nanochat_core.atomic import write_json_atomic, write_text_atomic
 from nanochat_core.evaluation.core_bundle import bundle_provenance, ensure_bundle
 from nanochat_core.evaluation.core_scoring import crop_example, is_correct, score_rows
 from nanochat_core.evaluation.core_tasks import TaskSpec, build_example, load_rows, load_tasks
-from nanochat_core.train.collectives import any_rank, rank_and_world, sum_over_ranks
+from nanochat_core.train.collectives import failing_together, rank_and_world, sum_over_ranks
 
 
 def evaluate_model(model, tokenizer, device, max_per_task: int = -1, bundle_dir=None, batch_size: int = 32,
@@ -66,8 +66,8 @@ def evaluate_task(model, tokenizer, device, spec: TaskSpec, max_per_task: int, b
                   context: int) -> dict:
     rows = load_rows(spec.data_path, max_per_task)
     rank, world = rank_and_world()
-    fitted, gold, too_long, error = [], [], 0, None
-    try:
+    fitted, gold, too_long = [], [], 0
+    with failing_together(device, f"{spec.data_path}: another process found a malformed row (see its error)"):
         for idx in range(rank, len(rows), world):  # this rank's share of the examples
             ex = build_example(spec, rows, idx, tokenizer)
             cropped_rows = crop_example(ex, context)
@@ -76,11 +76,6 @@ def evaluate_task(model, tokenizer, device, spec: TaskSpec, max_per_task: int, b
                 continue
             fitted.append(cropped_rows)
             gold.append(ex.gold)
-    except ValueError as exc:
-        error = exc
-    # a malformed row is seen by one rank only: all ranks stop together rather than wait at the sum below
-    if any_rank(error is not None, device):
-        raise error or ValueError(f"{spec.data_path}: another process found a malformed row (see its error)")
     flat = [r for ex_rows in fitted for r in ex_rows]
     results = score_rows(model, flat, tokenizer.get_bos_token_id(), device, batch_size)
     correct, pos = 0, 0

@@ -1,6 +1,8 @@
 """Tiny cross-rank agreements the training loop and the evaluations need; each is a no-op in a single process."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.distributed as dist
 
@@ -72,3 +74,16 @@ def barrier() -> None:
     """Wait for every rank; nothing in a single process."""
     if _active():
         dist.barrier()
+
+
+@contextlib.contextmanager
+def failing_together(device, elsewhere: str):
+    """A ValueError in the block (a bad row, seen by one rank only) is raised on every rank, the others
+    with the message `elsewhere`, so none is left waiting at the next collective."""
+    error = None
+    try:
+        yield
+    except ValueError as exc:
+        error = exc
+    if any_rank(error is not None, device):
+        raise error or ValueError(elsewhere)
