@@ -84,18 +84,11 @@ def generate_tokens(model, tokens, max_tokens: int, temperature: float = 1.0, to
     generated in groups of equal length (each group seeded with `seed`), results in input order."""
     rows = _as_rows(tokens)
     stops = set(int(t) for t in stop_tokens)
-    by_len: dict[int, list[int]] = {}
-    for i, r in enumerate(rows):
-        by_len.setdefault(len(r), []).append(i)
-    results: dict[int, list[list[int]]] = {}
-    for idxs in by_len.values():
-        group = [rows[i] for i in idxs]
-        single = len(rows) == 1
-        n_out = num_samples if single else len(group)
+
+    def completions(prompt, n_out: int, samples: int) -> list[list[int]]:
         outs: list[list[int]] = [[] for _ in range(n_out)]
         finished = [False] * n_out
-        for column in generate(model, group[0] if single else group, max_tokens, temperature, top_k, seed,
-                               stop_tokens, num_samples if single else 1):
+        for column in generate(model, prompt, max_tokens, temperature, top_k, seed, stop_tokens, samples):
             for j, t in enumerate(column):
                 if finished[j]:
                     continue
@@ -103,8 +96,15 @@ def generate_tokens(model, tokens, max_tokens: int, temperature: float = 1.0, to
                     finished[j] = True
                 else:
                     outs[j].append(t)
-        if single:
-            return outs
-        for i, out in zip(idxs, outs):
-            results[i] = [out]
-    return [results[i][0] for i in range(len(rows))]
+        return outs
+
+    if len(rows) == 1:
+        return completions(rows[0], num_samples, num_samples)
+    by_len: dict[int, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_len.setdefault(len(r), []).append(i)
+    results: dict[int, list[int]] = {}
+    for idxs in by_len.values():
+        for i, out in zip(idxs, completions([rows[i] for i in idxs], len(idxs), 1)):
+            results[i] = out
+    return [results[i] for i in range(len(rows))]
