@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from nanochat_pipeline.pictures import loss_curve_png, markdown_image
+from nanochat_pipeline.pictures import loss_curve_png
 
 EXIT_INTERRUPTED = 130  # the run was cancelled: a checkpoint was saved, nothing is materialized
 LOSS_CURVE_NAME = "loss_curve.png"
@@ -60,4 +60,6 @@ def run_training_child(tag: str, train: Callable, curve_path: Path,
 
 
 def curve_metadata(curve: Path) -> dict:
-    return {"raw_value": markdown_image(curve, "loss curve"), "type": "md"}
+    """The curve's path; the asset inlines the picture (see training.inline_loss_curve): a Pipes message
+    holding the base64 image was once read half-written by the parent's reader thread."""
+    return {"raw_value": str(curve), "type": "path"}

@@ -18,6 +18,7 @@ from nanochat_pipeline.assets.data import AUTOMATION, tokenizer_files
 from nanochat_pipeline.assets.eval_inputs import child_env
 from nanochat_pipeline.required_files import require_files
 from nanochat_pipeline.partitions import cell_from_key
+from nanochat_pipeline.pictures import markdown_image
 from nanochat_pipeline.presets import Preset
 
 TRAINING_POOL = "training"  # one training run at a time on a machine's accelerators (dagster.yaml)
@@ -96,7 +97,16 @@ def run_training_child(context, client: dg.PipesSubprocessClient, preset: Preset
             "this cell resumes from it; otherwise see this step's stderr for the child's error.") from e
     from nanochat_core.train import checkpoint as ckpt  # torch: not at definitions load
 
-    return invocation.get_materialize_result(), ckpt.find_last_step(ckpt_dir)
+    return inline_loss_curve(invocation.get_materialize_result()), ckpt.find_last_step(ckpt_dir)
+
+
+def inline_loss_curve(result: dg.MaterializeResult) -> dg.MaterializeResult:
+    """The child reports its loss curve as a path (small Pipes messages); the UI shows it inline."""
+    metadata = dict(result.metadata or {})
+    curve = metadata.get("loss_curve")
+    if curve is not None:
+        metadata["loss_curve"] = dg.MetadataValue.md(markdown_image(Path(getattr(curve, "value", curve)), "loss curve"))
+    return dg.MaterializeResult(metadata=metadata, data_version=result.data_version)
 
 
 def base_model_checks(metadata: dict, ckpt_dir: Path, step: int) -> list[dg.AssetCheckResult]:
