@@ -31,7 +31,7 @@ WARMUP_STEPS = 10  # excluded from the steady state (first steps pay for allocat
 
 def build_base(root: Path, corpus_bytes: int) -> None:
     from nanochat_core.data.embedded_corpus import iter_embedded_documents
-    from nanochat_core.tokenizer import Tokenizer, save_token_bytes
+    from nanochat_core.tokenizer.bpe import Tokenizer, save_token_bytes
 
     t0 = time.perf_counter()
     docs = list(iter_embedded_documents(corpus_bytes))
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--corpus-bytes", type=int, default=4_000_000)
     args = parser.parse_args()
 
-    from nanochat_core.flops_probe import measure_matmul_peak
+    from nanochat_core.common.flops_probe import measure_matmul_peak
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     peak = measure_matmul_peak("cpu", torch.float32, seconds=2.0)

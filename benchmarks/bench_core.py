@@ -24,9 +24,9 @@ import torch
 
 from nanochat_core.evaluation.core_scoring import crop_example, is_correct, score_rows
 from nanochat_core.evaluation.core_tasks import build_example, load_rows, load_tasks
-from nanochat_core.model import GPT
-from nanochat_core.sizing import build_model_config
-from nanochat_core.tokenizer import Tokenizer
+from nanochat_core.model.gpt import GPT
+from nanochat_core.model.sizing import build_model_config
+from nanochat_core.tokenizer.bpe import Tokenizer
 
 
 def sentence(rng: random.Random, words: list[str], n: int) -> str:

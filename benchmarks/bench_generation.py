@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from nanochat_core.engine import generate_tokens
-from nanochat_core.model import GPT
-from nanochat_core.sizing import build_model_config
+from nanochat_core.chat.engine import generate_tokens
+from nanochat_core.model.gpt import GPT
+from nanochat_core.model.sizing import build_model_config
 
 
 def build_model(depth: int, vocab_size: int, max_seq_len: int) -> GPT:

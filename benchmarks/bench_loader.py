@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nanochat_core.data.loader import pretraining_loader
-from nanochat_core.tokenizer import Tokenizer
+from nanochat_core.tokenizer.bpe import Tokenizer
 
 WEBTEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "webtext" / "llama-factory" / "data"
 

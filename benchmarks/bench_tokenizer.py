@@ -62,7 +62,7 @@ def time_bare(docs, vocab_size: int, pattern: str) -> float:
 
 def time_ours(docs, vocab_size: int) -> tuple[float, float]:
     """(train_from_iterator seconds, + save tokenizer.pkl and token_bytes.pt seconds)."""
-    from nanochat_core.tokenizer import Tokenizer, save_token_bytes
+    from nanochat_core.tokenizer.bpe import Tokenizer, save_token_bytes
 
     t0 = time.perf_counter()
     tok = Tokenizer.train_from_iterator(iter(docs), vocab_size)
@@ -81,7 +81,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
 
-    from nanochat_core.tokenizer import SPLIT_PATTERN
+    from nanochat_core.tokenizer.bpe import SPLIT_PATTERN
 
     docs = load_docs(args.text_file) if args.text_file else default_docs(args.target_mb)
     n_bytes = sum(len(d.encode("utf-8")) for d in docs)

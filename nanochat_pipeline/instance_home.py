@@ -5,7 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 
 SHIPPED_DAGSTER_YAML = Path(__file__).parent / "dagster.yaml"
 

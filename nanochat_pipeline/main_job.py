@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 from nanochat_core.synthetic.generate import default_output
 from nanochat_pipeline.assets.data import corpus_file, tokenizer_files
 from nanochat_pipeline.assets.scaling import results_csv

@@ -23,8 +23,8 @@ def run_training_child(tag: str, train: Callable, curve_path: Path,
     """train(on_metrics) -> summary; metadata_of(summary, meta, model_file, curve) -> Dagster metadata."""
     from dagster_pipes import open_dagster_pipes
 
-    from nanochat_core.file_hash import files_sha256
-    from nanochat_core.train import checkpoint as ckpt
+    from nanochat_core.common.file_hash import files_sha256
+    from nanochat_core.model import checkpoint as ckpt
 
     is_rank0 = os.environ.get("RANK", "0") == "0"
     with (open_dagster_pipes() if is_rank0 else contextlib.nullcontext()) as pipes:

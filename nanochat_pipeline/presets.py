@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 from nanochat_core.train.args import build_parser
 
 SHIPPED_DIR = Path(__file__).parent / "presets"

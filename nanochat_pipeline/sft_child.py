@@ -46,7 +46,7 @@ def sft_metadata(summary: dict, model_file) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nanochat_core import settings
+    from nanochat_core.common import settings
     from nanochat_core.train.sft_args import make_sft_args
     from nanochat_core.train.sft_trainer import train_sft
 

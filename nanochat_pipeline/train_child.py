@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cell_metadata(summary: dict, meta: dict, target_flops: float, depth: int, checkpoint: Path, curve: Path) -> dict:
     """Numeric metadata (plotted across materializations) plus what scaling_results needs."""
-    from nanochat_core.scaling import row_from_training
+    from nanochat_core.scaling.results_csv import row_from_training
 
     row = row_from_training(target_flops, depth, meta["model_config"]["n_embd"], summary)
     metadata = {k: v for k, v in row.items() if v is not None}
@@ -46,7 +46,7 @@ def cell_metadata(summary: dict, meta: dict, target_flops: float, depth: int, ch
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nanochat_core import settings
+    from nanochat_core.common import settings
     from nanochat_core.train.args import make_args
     from nanochat_core.train.base_trainer import train_base
 

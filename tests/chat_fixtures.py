@@ -14,8 +14,8 @@ TAG, STEP = "d1", 7
 
 def write_chat_checkpoint(base: Path, source: str = "sft", tag: str = TAG, step: int = STEP) -> Path:
     """$base/tokenizer/ and $base/<chatsft|base>_checkpoints/<tag>/ at `step`; returns the checkpoint folder."""
-    from nanochat_core.model import GPT, GPTConfig
-    from nanochat_core.train.checkpoint import save_checkpoint
+    from nanochat_core.model.gpt import GPT, GPTConfig
+    from nanochat_core.model.checkpoint import save_checkpoint
 
     tok = write_tokenizer(base / "tokenizer", generated_documents(300), vocab_size=300)
     config = GPTConfig(sequence_len=128, vocab_size=tok.get_vocab_size(), n_layer=1, n_head=2, n_kv_head=2,

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from nanochat_core.model import GPT
+from nanochat_core.model.gpt import GPT
 
 rows_seen = 0
 _hidden_states = GPT.hidden_states

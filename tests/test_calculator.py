@@ -1,10 +1,11 @@
 """The calculator: arithmetic is right, nanochat's .count( form works, everything else is refused
 (None), huge powers are refused before they are computed, and the time limit holds."""
+import sys
 import time
 
 import pytest
 
-from nanochat_core.calculator import use_calculator
+from nanochat_core.chat.calculator import MAX_NESTING, use_calculator
 
 
 @pytest.mark.parametrize("expression, value", [
@@ -45,8 +46,19 @@ def test_huge_or_failing_results_are_refused_quickly(expression):
     assert time.perf_counter() - t0 < 0.5  # refused before computing, not after
 
 
+def _from_deep_in_the_stack(levels_left: int, expression: str):
+    return use_calculator(expression) if levels_left == 0 else _from_deep_in_the_stack(levels_left - 1, expression)
+
+
 def test_deep_nesting_and_long_text_are_refused():
     assert use_calculator("-" * 900 + "1") is None
+    assert use_calculator("-" * (MAX_NESTING + 5) + "1") is None
+    assert use_calculator("-" * 40 + "1") == 1  # moderate nesting still evaluates
+    # the refusal is the explicit cap, not a RecursionError: the same wherever the stack stands
+    depth_left = sys.getrecursionlimit() - 200
+    assert _from_deep_in_the_stack(depth_left, "-" * 900 + "1") is None
+    assert _from_deep_in_the_stack(depth_left, "-" * (MAX_NESTING + 5) + "1") is None
+    assert _from_deep_in_the_stack(100, "-" * 40 + "1") == 1
     assert use_calculator("(" * 300 + "1" + ")" * 300) is None
     assert use_calculator("+".join(["1"] * 600)) is None  # over the expression length cap
 

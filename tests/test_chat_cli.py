@@ -25,7 +25,7 @@ def run_cli(base: Path, *args: str, stdin: str = "") -> tuple[int, str, str]:
 
 
 def greedy(chat_model, prompt_tokens: list[int]) -> list[int]:
-    from nanochat_core.engine_tools import complete_rows
+    from nanochat_core.chat.tools import complete_rows
 
     return complete_rows(chat_model.model, chat_model.tokenizer, prompt_tokens, MAX_TOKENS, temperature=0.0)[0].tokens
 
@@ -37,7 +37,7 @@ def user_turn(tok, text: str) -> list[int]:
 
 @pytest.fixture
 def chat_base(tmp_base_dir):
-    from nanochat_core.chat_model import load_chat_model
+    from nanochat_core.chat.loaded_model import load_chat_model
 
     write_chat_checkpoint(tmp_base_dir)
     return tmp_base_dir, load_chat_model("sft")

@@ -19,17 +19,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from nanochat_core.chat_render import render_for_completion
+from nanochat_core.tokenizer.chat_render import render_for_completion
 from nanochat_core.evaluation.chat_categorical import LetterIds, LetterTokenError, answer_letters
 from nanochat_core.evaluation.chat_eval import (evaluate_chat, parse_task_names, problem_indices,
                                                 write_chat_results)
 from nanochat_core.evaluation.chatcore import chatcore
-from nanochat_core.model import GPT, GPTConfig
+from nanochat_core.model.gpt import GPT, GPTConfig
 from nanochat_core.tasks.arc import ARC
 from nanochat_core.tasks.gsm8k import GSM8K
 from nanochat_core.tasks import task_data
 from nanochat_core.tasks.registry import EVAL_TASKS
-from nanochat_core.tokenizer import Tokenizer
+from nanochat_core.tokenizer.bpe import Tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -202,7 +202,7 @@ def test_unknown_task_names_list_the_valid_ones():
 def test_gsm8k_greedy_generation_is_graded_on_the_final_number(tmp_path):
     data = write_task_data(tmp_path)
     task = GSM8K("test", data)
-    from nanochat_core.engine_tools import complete
+    from nanochat_core.chat.tools import complete
     assert complete(gsm8k_model(), TOK, render_for_completion(TOK, task[0]), 20, temperature=0.0) == ["#### 42"]
     result = evaluate_chat(gsm8k_model(), TOK, "cpu", ["GSM8K"], task_data=data, log=quiet)
     g = result["tasks"]["GSM8K"]
@@ -261,8 +261,8 @@ def test_missing_task_is_skipped_partial_and_written(tmp_path):
 
 def sandbox_ready() -> bool:
     try:
-        import nanochat_core.evaluation.humaneval_program  # noqa: F401
-        import nanochat_core.evaluation.sandbox  # noqa: F401
+        import nanochat_core.execution.humaneval_program  # noqa: F401
+        import nanochat_core.execution.sandbox  # noqa: F401
     except ImportError:
         return False
     return True
@@ -298,7 +298,7 @@ def test_chatcore_is_the_mean_centered_accuracy_when_every_task_ran(tmp_path):
 
 # ---------------------------------------------------------------- command line
 def write_checkpoint(base: Path, model: GPT, tag: str = "d2", step: int = 5) -> Path:
-    from nanochat_core.train.checkpoint import save_checkpoint
+    from nanochat_core.model.checkpoint import save_checkpoint
 
     TOK.save(base / "tokenizer")
     c = model.config
@@ -337,7 +337,7 @@ def test_cli_end_to_end_on_a_tiny_checkpoint(tmp_base_dir, tmp_path):
     assert [r[0] for r in csv_rows] == ["Task", "ARC-Easy", "GSM8K", "ChatCORE (partial)"]
     assert "chatcore" not in json.loads((ckpt / "meta_000005.json").read_text())  # a subset is not ChatCORE
 
-    from nanochat_core.report_sources import chat_eval_section
+    from nanochat_core.report.sources import chat_eval_section
     section = chat_eval_section("d2", "sft", tmp_base_dir)
     assert section["status"] == "ok" and section["partial"] and section["chatcore"] is None
 

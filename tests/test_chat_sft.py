@@ -13,7 +13,7 @@ import torch
 from nanochat_core.cli import chat_sft
 from nanochat_core.data.sft_loader import render_masked
 from nanochat_core.tasks import task_data
-from nanochat_core.tokenizer import get_tokenizer
+from nanochat_core.tokenizer.bpe import get_tokenizer
 from nanochat_core.train.args import parse_args
 from nanochat_core.train.base_trainer import train_base
 from nanochat_core.train.sft_mixture import build_sft_data

@@ -70,7 +70,7 @@ def chat_model(base):
     old = os.environ.get("NANOCHAT_BASE_DIR")
     os.environ["NANOCHAT_BASE_DIR"] = str(base)
     try:
-        from nanochat_core.chat_model import load_chat_model
+        from nanochat_core.chat.loaded_model import load_chat_model
 
         return load_chat_model("sft")
     finally:
@@ -82,8 +82,8 @@ def chat_model(base):
 
 def engine_answer(chat_model, messages, max_tokens=MAX_TOKENS):
     """(greedy answer text, prompt length, completion length, finish reason) straight from the engine."""
-    from nanochat_core.chat_model import conversation_prompt, fit_context
-    from nanochat_core.engine_tools import complete_rows
+    from nanochat_core.chat.loaded_model import conversation_prompt, fit_context
+    from nanochat_core.chat.tools import complete_rows
 
     prompt = fit_context(conversation_prompt(chat_model.tokenizer, messages), chat_model.context)
     (row,) = complete_rows(chat_model.model, chat_model.tokenizer, prompt, max_tokens, temperature=0.0)
@@ -274,7 +274,7 @@ def test_limits_themselves_are_accepted_and_long_prompts_fit_the_context(server,
 
 
 def test_token_stream_decodes_multibyte_utf8_across_tokens(chat_model):
-    from nanochat_core.token_stream import TokenTextStream
+    from nanochat_core.chat.token_stream import TokenTextStream
 
     tok = chat_model.tokenizer
     text = "naïve café, 日本語 and 🙂!"

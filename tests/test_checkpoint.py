@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from nanochat_core.model import GPT, GPTConfig
-from nanochat_core.train import checkpoint as ckpt
+from nanochat_core.model.gpt import GPT, GPTConfig
+from nanochat_core.model import checkpoint as ckpt
 
 CONFIG = GPTConfig(sequence_len=32, vocab_size=300, n_layer=2, n_head=2, n_kv_head=2, n_embd=64, window_pattern="L")
 META_KEYS = {"step", "val_bpb", "model_config", "user_config", "device_batch_size", "max_seq_len",

@@ -116,8 +116,8 @@ def test_all_three_task_types_scored_exactly_and_batched(tmp_path):
 
 
 def test_missing_data_file_is_skipped_and_marks_core_partial(tmp_path):
-    from nanochat_core import settings
-    from nanochat_core.report_sources import base_eval_section
+    from nanochat_core.common import settings
+    from nanochat_core.report.sources import base_eval_section
 
     logged = []
     result = evaluate_model(BigramStub(), CharTokenizer(), "cpu", bundle_dir=write_bundle(tmp_path / "b", skip_data={"schema"}),
@@ -306,7 +306,7 @@ def test_base_train_and_base_eval_core_end_to_end(tmp_path, monkeypatch, capsys)
 
 def test_batched_scoring_matches_one_row_at_a_time_on_a_real_gpt():
     from nanochat_core.evaluation.core_scoring import Row, score_rows
-    from nanochat_core.model import GPT, GPTConfig
+    from nanochat_core.model.gpt import GPT, GPTConfig
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(sequence_len=64, vocab_size=300, n_layer=2, n_head=2, n_kv_head=2, n_embd=64))

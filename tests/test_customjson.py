@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from nanochat_core.conversation import ConversationError, validate_messages
+from nanochat_core.tokenizer.conversation import ConversationError, validate_messages
 from nanochat_core.tasks.customjson import CustomJSON
 
 U = {"role": "user", "content": "who are you?"}
@@ -70,7 +70,7 @@ def test_generator_rules_are_stricter_about_parts():
 
 
 def test_renders_with_the_tokenizer(tmp_path):
-    from nanochat_core.tokenizer import Tokenizer
+    from nanochat_core.tokenizer.bpe import Tokenizer
 
     tok = Tokenizer.train_from_iterator(iter(["hello world"] * 10), 265)
     ids, mask = tok.render_conversation(CustomJSON(write(tmp_path, [S, U, A]))[0])

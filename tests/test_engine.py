@@ -3,8 +3,8 @@ with the KV cache equals recomputing the whole sequence each step."""
 import pytest
 import torch
 
-from nanochat_core.engine import generate, generate_tokens
-from nanochat_core.model import GPT, GPTConfig
+from nanochat_core.chat.engine import generate, generate_tokens
+from nanochat_core.model.gpt import GPT, GPTConfig
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

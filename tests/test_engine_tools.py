@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from nanochat_core.engine_tools import complete, complete_rows, generate_with_tools
-from nanochat_core.model import GPT, GPTConfig
-from nanochat_core.tokenizer import Tokenizer
+from nanochat_core.chat.tools import complete, complete_rows, generate_with_tools
+from nanochat_core.model.gpt import GPT, GPTConfig
+from nanochat_core.tokenizer.bpe import Tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from nanochat_core.data.loader import pretraining_loader
-from nanochat_core.tokenizer import Tokenizer
+from nanochat_core.tokenizer.bpe import Tokenizer
 from train_fixtures import take
 
 

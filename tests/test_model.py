@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from nanochat_core.kv_cache import KVCache
-from nanochat_core.model import GPT, GPTConfig, StateDictMismatchError, clean_state_dict, compute_window_sizes
+from nanochat_core.model.kv_cache import KVCache
+from nanochat_core.model.gpt import GPT, GPTConfig, StateDictMismatchError, clean_state_dict, compute_window_sizes
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -27,7 +27,7 @@ def randomize_(model, seed=1):
 
 
 def nanochat_shapes(n_layer, n_head, n_kv_head, d, vocab):
-    """nanochat's state-dict table, written out from facts §3 (not derived from our model)."""
+    """nanochat's state-dict table, written out from nanochat's nanochat/gpt.py (not derived from our model)."""
     hd, V = d // n_head, -(-vocab // 64) * 64
     sd = {"resid_lambdas": (n_layer,), "x0_lambdas": (n_layer,), "transformer.wte.weight": (V, d),
           "lm_head.weight": (V, d)}

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from nanochat_core.optim import MuonAdamW, muon_update_, normuon_scale, polar_express
+from nanochat_core.model.optim import MuonAdamW, muon_update_, normuon_scale, polar_express
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -77,7 +77,7 @@ def test_cautious_weight_decay_only_where_update_agrees():
 
 
 def _tiny_model(seed=0):
-    from nanochat_core.model import GPT, GPTConfig
+    from nanochat_core.model.gpt import GPT, GPTConfig
     torch.manual_seed(seed)
     m = GPT(GPTConfig(sequence_len=32, vocab_size=300, n_layer=2, n_head=4, n_kv_head=4, n_embd=64))
     m.init_weights()

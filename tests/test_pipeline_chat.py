@@ -6,8 +6,8 @@ import math
 import dagster as dg
 import pytest
 
-from nanochat_core import settings
-from nanochat_core.file_hash import files_sha256
+from nanochat_core.common import settings
+from nanochat_core.common.file_hash import files_sha256
 from test_pipeline_helpers import DATA_ASSETS, latest_materialization, materialize, tiny_defs, write_tiny_preset
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ import time
 import dagster as dg
 import pytest
 
-from nanochat_core import settings
-from nanochat_core.train import checkpoint as ckpt
+from nanochat_core.common import settings
+from nanochat_core.model import checkpoint as ckpt
 from test_pipeline_helpers import DATA_ASSETS, latest_materialization, materialize, tiny_defs, write_tiny_preset
 
 pytestmark = pytest.mark.slow

@@ -6,10 +6,10 @@ import dagster as dg
 from dagster._core.definitions.data_version import StaleStatus
 
 from nanochat_pipeline.assets.scaling import results_csv
-from nanochat_core.file_hash import files_sha256
+from nanochat_core.common.file_hash import files_sha256
 from nanochat_pipeline.staleness import stale_resolver
-from nanochat_core import settings
-from nanochat_core.scaling import SCALING_COLUMNS, read_scaling_csv
+from nanochat_core.common import settings
+from nanochat_core.scaling.results_csv import SCALING_COLUMNS, read_scaling_csv
 from test_pipeline_helpers import (DATA_ASSETS, failure_messages, latest_materialization, materialize, tiny_defs,
                                    write_tiny_preset)
 

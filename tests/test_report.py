@@ -6,12 +6,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 from nanochat_core.cli import report as report_cli
-from nanochat_core.model import GPTConfig
-from nanochat_core.report import build_report, write_report
-from nanochat_core.tokenizer import Tokenizer, save_token_bytes
-from nanochat_core.train.checkpoint import save_checkpoint
+from nanochat_core.model.gpt import GPTConfig
+from nanochat_core.report.card import build_report, write_report
+from nanochat_core.tokenizer.bpe import Tokenizer, save_token_bytes
+from nanochat_core.model.checkpoint import save_checkpoint
 
 TAG = "d2"
 STEP = 40

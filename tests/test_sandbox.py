@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from nanochat_core.evaluation.humaneval_program import extract_code, humaneval_program
-from nanochat_core.evaluation.sandbox import OUTPUT_LIMIT_BYTES, run_untrusted
+from nanochat_core.execution.humaneval_program import extract_code, humaneval_program
+from nanochat_core.execution.sandbox import OUTPUT_LIMIT_BYTES, run_untrusted
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from nanochat_core.cli import scaling_analysis
-from nanochat_core.scaling import (NANOCHAT_COLUMNS, SCALING_COLUMNS, ScalingCSVError, read_scaling_csv,
+from nanochat_core.scaling.results_csv import (NANOCHAT_COLUMNS, SCALING_COLUMNS, ScalingCSVError, read_scaling_csv,
                                    write_scaling_csv)
-from nanochat_core.scaling_fit import ScalingFitWarning, analyze
-from nanochat_core.scaling_shape import effective_params_at, infer_family
+from nanochat_core.scaling.fit import ScalingFitWarning, analyze
+from nanochat_core.scaling.shape import effective_params_at, infer_family
 
 # Chinchilla-style loss L = E + A/N^alpha + B/D^beta on isoFLOP curves D = C/(6N). Minimising over N
 # gives N_opt ~ C^(beta/(alpha+beta)) and D_opt ~ C^(alpha/(alpha+beta)).
@@ -54,7 +54,7 @@ def test_header_is_nanochats_plus_ratio(tmp_path):
 
 
 def test_reads_nanochat_csv_without_ratio_and_with_blank_params(tmp_path):
-    # nanochat's own sweep wrote its 14 columns and left the params columns empty (facts §9).
+    # nanochat's own sweep wrote its 14 columns and left the params columns empty (runs/scaling_laws.sh scraped logs with greps that missed them).
     path = tmp_path / "results.csv"
     path.write_text(",".join(NANOCHAT_COLUMNS) + "\n"
                     "1e18,8,512,,,,,,,1000,524288000,1.05,0.1,600.5\n"
@@ -178,7 +178,7 @@ def test_model_family_inferred_from_rows():
 
 
 def test_row_from_training_summary(tmp_path):
-    from nanochat_core.scaling import row_from_training
+    from nanochat_core.scaling.results_csv import row_from_training
 
     summary = {"param_counts": {"wte": 10, "value_embeds": 20, "lm_head": 30, "transformer_matrices": 70,
                                 "scalars": 2, "total": 132}, "step": 5, "tokens_trained": 1000, "val_bpb": 1.2,

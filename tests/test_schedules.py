@@ -1,4 +1,4 @@
-"""The LR / momentum / weight-decay schedules give nanochat's exact values (facts §2)."""
+"""The LR / momentum / weight-decay schedules give nanochat's exact values (nanochat's scripts/base_train.py)."""
 import math
 
 import pytest

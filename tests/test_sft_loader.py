@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nanochat_core.data.sft_loader import render_masked, sft_loader
-from nanochat_core.tokenizer import Tokenizer
+from nanochat_core.tokenizer.bpe import Tokenizer
 from train_fixtures import take
 
 

@@ -1,7 +1,7 @@
 """The depth dial reproduces nanochat's numbers (vocab 32768, seq 2048, head_dim 128, SSSL, ratio 10.5)."""
 import pytest
 
-from nanochat_core.sizing import B_REF, build_model_config, model_dim_for, plan_training
+from nanochat_core.model.sizing import B_REF, build_model_config, model_dim_for, plan_training
 
 # depth: (dim, heads, total params, scaling params, FLOPs/token, batch, iterations)
 NANOCHAT = {
@@ -67,6 +67,6 @@ def test_model_dim_rounds_up_and_vocab_pads():
 def test_matmul_peak_probe_returns_a_rate():
     import torch
 
-    from nanochat_core.flops_probe import measure_matmul_peak
+    from nanochat_core.common.flops_probe import measure_matmul_peak
     rate = measure_matmul_peak("cpu", torch.float32, seconds=0.2, size=256)
     assert 1e8 < rate < 1e13  # FLOP/s: a CPU core does between 0.1 GFLOP/s and 10 TFLOP/s

@@ -9,9 +9,9 @@ import pytest
 import tiktoken
 import torch
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 from nanochat_core.cli import tok_eval, tok_train
-from nanochat_core.tokenizer import (
+from nanochat_core.tokenizer.bpe import (
     SPECIAL_TOKENS,
     SPLIT_PATTERN,
     Tokenizer,

@@ -59,7 +59,7 @@ def write_shards(data_dir: Path, shards: list[list[str]], row_group_size: int) -
 
 
 def write_tokenizer(tok_dir: Path, texts, vocab_size: int):
-    from nanochat_core.tokenizer import Tokenizer, save_token_bytes
+    from nanochat_core.tokenizer.bpe import Tokenizer, save_token_bytes
 
     tok = Tokenizer.train_from_iterator(iter(texts), vocab_size)
     tok.save(tok_dir)

@@ -17,7 +17,7 @@ def positive_int(value: str) -> int:
 
 def add_checkpoint_args(p: argparse.ArgumentParser, what: str) -> None:
     """-i/-g/-s/--device-type: which checkpoint a chat command loads (chat_cli, chat_web, chat_eval)."""
-    from nanochat_core.chat_model import SOURCES
+    from nanochat_core.chat.loaded_model import SOURCES
 
     p.add_argument("-i", "--source", choices=sorted(SOURCES), default="sft", help=what)
     p.add_argument("-g", "--model-tag", type=str, default=None,

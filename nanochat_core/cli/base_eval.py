@@ -40,8 +40,8 @@ def parse_modes(text: str, parser: argparse.ArgumentParser) -> list[str]:
 def eval_bpb(model, meta, tokenizer, args, info) -> dict[str, float]:
     from nanochat_core.data.loader import pretraining_loader
     from nanochat_core.evaluation.bpb import evaluate_bpb
-    from nanochat_core.device import print0
-    from nanochat_core.tokenizer import get_token_bytes
+    from nanochat_core.common.device import print0
+    from nanochat_core.tokenizer.bpe import get_token_bytes
 
     seq_len = meta["max_seq_len"]
     tokens_per_step = args.device_batch_size * seq_len * info.world_size
@@ -60,11 +60,11 @@ def eval_bpb(model, meta, tokenizer, args, info) -> dict[str, float]:
 
 
 def eval_core(evaluator, model, meta, tokenizer, args, info, tag: str) -> None:
-    from nanochat_core import settings
-    from nanochat_core.device import print0
+    from nanochat_core.common import settings
+    from nanochat_core.common.device import print0
     from nanochat_core.evaluation.core import record_core_score, write_results
     from nanochat_core.evaluation.core_bundle import ensure_bundle_distributed
-    from nanochat_core.train.checkpoint import checkpoint_dir, meta_path
+    from nanochat_core.model.checkpoint import checkpoint_dir, meta_path
 
     bundle = ensure_bundle_distributed(args.bundle_dir, info.is_master)
     # each rank scores its share of every task and the counts are summed; rank 0 alone logs (print0) and writes
@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     modes = parse_modes(args.eval, parser)
 
-    from nanochat_core.device import init_distributed, print0, resolve_device_type, shutdown_distributed
-    from nanochat_core.tokenizer import get_tokenizer
-    from nanochat_core.train.checkpoint import find_largest_model_tag, load_model
+    from nanochat_core.common.device import init_distributed, print0, resolve_device_type, shutdown_distributed
+    from nanochat_core.tokenizer.bpe import get_tokenizer
+    from nanochat_core.model.checkpoint import find_largest_model_tag, load_model
     from nanochat_core.train.core_hook import NOT_AVAILABLE, find_core_evaluator
     from nanochat_core.train.samples import print_samples
 

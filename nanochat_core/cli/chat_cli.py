@@ -43,9 +43,9 @@ class Chat:
 
     def answer(self, message: str, out) -> None:
         """Stream the assistant's answer to `message` to `out`; the turn joins the conversation."""
-        from nanochat_core.chat_model import fit_context
-        from nanochat_core.engine_tools import ToolTokens, generate_with_tools
-        from nanochat_core.token_stream import TokenTextStream
+        from nanochat_core.chat.loaded_model import fit_context
+        from nanochat_core.chat.tools import ToolTokens, generate_with_tools
+        from nanochat_core.chat.token_stream import TokenTextStream
 
         tok, a = self.cm.tokenizer, self.args
         self.tokens += [self.user_start, *tok.encode(message), self.user_end, self.assistant_start]
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_tokens < 1:
         parser.error(f"--max-tokens must be >= 1, got {args.max_tokens}")
 
-    from nanochat_core.chat_model import load_chat_model
-    from nanochat_core.device import resolve_device_type
+    from nanochat_core.chat.loaded_model import load_chat_model
+    from nanochat_core.common.device import resolve_device_type
 
     try:
         device_type = resolve_device_type(args.device_type)

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 from nanochat_core.cli.arg_types import add_checkpoint_args
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def write_outputs(result: dict, source: str, tag: str, step: int, root: Path, ta
     """The results files, and chatcore in the checkpoint's meta when all five tasks were asked for (rank 0 only)."""
     from nanochat_core.evaluation.chat_eval import write_chat_results
     from nanochat_core.tasks.registry import EVAL_TASKS
-    from nanochat_core.train.checkpoint import meta_path, update_meta
+    from nanochat_core.model.checkpoint import meta_path, update_meta
 
     json_path = write_chat_results(result, settings.chat_eval_dir(), source, tag, step)
     print(f"Wrote {json_path} and {json_path.with_suffix('.csv')}", flush=True)
@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         if value < 1:
             parser.error(f"{flag} must be at least 1, got {value}")
 
-    from nanochat_core.chat_model import load_chat_model
-    from nanochat_core.device import init_distributed, print0, resolve_device_type, shutdown_distributed
+    from nanochat_core.chat.loaded_model import load_chat_model
+    from nanochat_core.common.device import init_distributed, print0, resolve_device_type, shutdown_distributed
     from nanochat_core.evaluation.chat_eval import evaluate_chat, format_chatcore
     from nanochat_core.tasks.task_data import task_data_root
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from nanochat_core.cli.arg_types import add_checkpoint_args
-from nanochat_core.chat_request import MAX_TOKENS_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE
+from nanochat_core.chat.request import MAX_TOKENS_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from nanochat_core.chat_model import load_chat_model
-    from nanochat_core.chat_request import GenerationDefaults
-    from nanochat_core.chat_server import ChatService, build_app
-    from nanochat_core.device import resolve_device_type
+    from nanochat_core.chat.loaded_model import load_chat_model
+    from nanochat_core.chat.request import GenerationDefaults
+    from nanochat_core.chat.server import ChatService, build_app
+    from nanochat_core.common.device import resolve_device_type
 
     try:
         device_type = resolve_device_type(args.device_type)

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 from nanochat_core.cli.arg_types import positive_int
 from nanochat_core.data.shards import DEFAULT_CHARS_PER_SHARD, DEFAULT_ROW_GROUP_SIZE, DEFAULT_SEED
 

@@ -10,8 +10,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-tag", default=None, help="model tag (default: the deepest base model's tag)")
     args = parser.parse_args(argv)
 
-    from nanochat_core.report import write_report
-    from nanochat_core.train.checkpoint import find_largest_model_tag
+    from nanochat_core.report.card import write_report
+    from nanochat_core.model.checkpoint import find_largest_model_tag
 
     tag = args.model_tag
     if tag is None:

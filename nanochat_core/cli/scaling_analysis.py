@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nanochat_core.scaling import ScalingCSVError
+from nanochat_core.scaling.results_csv import ScalingCSVError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)
 
-    from nanochat_core.scaling_run import analyze_csv
+    from nanochat_core.scaling.analysis import analyze_csv
 
     try:
         out = analyze_csv(args.results_csv, args.output_dir, args.next_budget, args.bootstrap, args.seed)

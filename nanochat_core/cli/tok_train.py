@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 from nanochat_core.cli.arg_types import positive_int
 
 
@@ -54,7 +54,7 @@ def check_shards(files: list[Path]) -> None:
 def train(max_chars: int, doc_cap: int, vocab_size: int, data_dir: Path | None = None, out_dir: Path | None = None) -> dict:
     """Train, save both files, return stats (also what the pipeline records)."""
     from nanochat_core.data.parquet_files import iter_shard_texts, split_files
-    from nanochat_core.tokenizer import Tokenizer, compute_token_bytes, save_token_bytes
+    from nanochat_core.tokenizer.bpe import Tokenizer, compute_token_bytes, save_token_bytes
 
     check_shards(split_files("train", data_dir))
     texts = _Counter(iter_shard_texts(split="train", data_dir=data_dir, max_chars=max_chars, doc_cap=doc_cap))

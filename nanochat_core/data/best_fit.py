@@ -1,4 +1,4 @@
-"""The best-fit pick both packing loaders make (facts §5): pretraining documents and SFT conversations.
+"""The best-fit pick both packing loaders make (nanochat's nanochat/dataloader.py and scripts/chat_sft.py): pretraining documents and SFT conversations.
 
 Items wait in a buffer sorted by (length, arrival). To fill the rest of a row the packer takes the
 longest item that fits whole, the earliest among equals; when none fits, pretraining crops the

@@ -1,4 +1,4 @@
-"""Pretraining data loader: BOS-aligned best-fit packing over the parquet shards (facts §5).
+"""Pretraining data loader: BOS-aligned best-fit packing over the parquet shards (nanochat's nanochat/dataloader.py).
 
 Rank r of W reads row groups r, r+W, ... of each split file in sorted order, forever (epoch
 counts from 1). Each row group's texts are tokenized in chunks of `tokenizer_batch_size`

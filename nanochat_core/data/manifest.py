@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nanochat_core.atomic import write_json_atomic
+from nanochat_core.common.atomic import write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "nanochat-shards/1"

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pyarrow.parquet as pq
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 
 TEXT_COLUMN = "text"
 

@@ -1,4 +1,4 @@
-"""SFT data loader: rendered conversations packed into rows with best fit, padded, masked (facts §5).
+"""SFT data loader: rendered conversations packed into rows with best fit, padded, masked (as scripts/chat_sft.py).
 
 Rank r of W renders conversations r, r+W, r+2W, ... of the mixture (wrapping around into the next
 epoch) into a buffer of `buffer_size` conversations. Each row of T+1 tokens is filled like the
@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from nanochat_core.chat_render import render_conversation
+from nanochat_core.tokenizer.chat_render import render_conversation
 from nanochat_core.data.best_fit import BestFitBuffer
 
 # nanochat's SFT buffer: conversations are long, so fewer of them give the packer enough choice.

@@ -21,12 +21,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from nanochat_core.atomic import atomic_path
+from nanochat_core.common.atomic import atomic_path
 from nanochat_core.data import shuffle
 from nanochat_core.data.manifest import MANIFEST_NAME, ShardInfo, build_manifest, write_manifest
 from nanochat_core.data.parquet_files import TEXT_COLUMN, shard_name
 from nanochat_core.data.sources import Source
-from nanochat_core.file_hash import file_sha256
+from nanochat_core.common.file_hash import file_sha256
 
 DEFAULT_CHARS_PER_SHARD = 250_000_000
 DEFAULT_ROW_GROUP_SIZE = 1024

@@ -1,1 +1,4 @@
-"""Evaluation: bits per byte (bpb) and CORE (core*); the chat tasks come with the evaluation issue."""
+"""Evaluation: bits per byte, CORE (DCLM's in-context tasks) and the chat tasks (ChatCORE).
+
+Imports the building blocks (chat, tasks, model, tokenizer, data) and common; train imports it.
+"""

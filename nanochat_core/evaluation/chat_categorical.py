@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from nanochat_core.chat_render import render_for_completion
+from nanochat_core.tokenizer.chat_render import render_for_completion
 
 
 class LetterTokenError(ValueError):

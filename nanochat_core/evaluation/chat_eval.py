@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from nanochat_core.atomic import write_json_atomic, write_text_atomic
+from nanochat_core.common.atomic import write_json_atomic, write_text_atomic
 from nanochat_core.evaluation.chat_categorical import run_categorical
 from nanochat_core.evaluation.chat_generative import run_generative
 from nanochat_core.tasks.registry import BASELINES, EVAL_TASKS, load_eval_task
 from nanochat_core.tasks.task_data import TaskDataMissing
-from nanochat_core.train.collectives import any_rank, failing_together, rank_and_world, sum_over_ranks
+from nanochat_core.common.collectives import any_rank, failing_together, rank_and_world, sum_over_ranks
 
 PROBLEM_ORDER_SEED = 42
 PROGRESS_EVERY_S = 10.0

@@ -11,8 +11,8 @@ A prompt longer than the model's context is cropped from the left and counted.
 """
 from __future__ import annotations
 
-from nanochat_core.chat_render import render_for_completion
-from nanochat_core.engine_tools import complete
+from nanochat_core.tokenizer.chat_render import render_for_completion
+from nanochat_core.chat.tools import complete
 from nanochat_core.evaluation.chat_categorical import crop_left
 
 SEED = 42

@@ -1,4 +1,4 @@
-"""CORE (DCLM) for a base model: every core.yaml task, centered and averaged (facts §6).
+"""CORE (DCLM) for a base model: every core.yaml task, centered and averaged (nanochat's nanochat/core_eval.py and scripts/base_eval.py).
 
 evaluate_model is what base_train's periodic CORE and base_eval call (see train/core_hook.py).
 A task whose data file is missing is skipped and makes CORE partial; that is said in the returned
@@ -17,11 +17,11 @@ import json
 import time
 from pathlib import Path
 
-from nanochat_core.atomic import write_json_atomic, write_text_atomic
+from nanochat_core.common.atomic import write_json_atomic, write_text_atomic
 from nanochat_core.evaluation.core_bundle import bundle_provenance, ensure_bundle
 from nanochat_core.evaluation.core_scoring import crop_example, is_correct, score_rows
 from nanochat_core.evaluation.core_tasks import TaskSpec, build_example, load_rows, load_tasks
-from nanochat_core.train.collectives import failing_together, rank_and_world, sum_over_ranks
+from nanochat_core.common.collectives import failing_together, rank_and_world, sum_over_ranks
 
 
 def evaluate_model(model, tokenizer, device, max_per_task: int = -1, bundle_dir=None, batch_size: int = 32,
@@ -130,7 +130,7 @@ def write_results(result: dict, out_dir: Path, model_tag: str, step: int) -> tup
 
 def record_core_score(meta_file: Path, result: dict) -> None:
     """Add core_score (and whether it is partial) to a checkpoint's meta json."""
-    from nanochat_core.train.checkpoint import update_meta
+    from nanochat_core.model.checkpoint import update_meta
 
     update_meta(meta_file, core_score=result["core_metric"], core_partial=result["partial"])
 

@@ -1,4 +1,4 @@
-"""The CORE eval bundle: find it, or download and extract it (facts §6).
+"""The CORE eval bundle: find it, or download and extract it (nanochat's scripts/base_eval.py fetches the same eval_bundle.zip).
 
 nanochat publishes no checksum, so the sha256 of the zip we got is recorded next to it
 (`eval_bundle.zip.json`) for provenance. The download resumes a partial `.part` file with an HTTP
@@ -14,8 +14,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from nanochat_core.atomic import write_json_atomic
-from nanochat_core.file_hash import file_sha256
+from nanochat_core.common.atomic import write_json_atomic
+from nanochat_core.common.file_hash import file_sha256
 
 BUNDLE_URL = "https://karpathy-public.s3.us-west-2.amazonaws.com/eval_bundle.zip"
 URL_ENV = "NANOCHAT_EVAL_BUNDLE_URL"  # tests and mirrors point this elsewhere
@@ -28,7 +28,7 @@ def bundle_url() -> str:
 
 def ensure_bundle(bundle_dir: str | os.PathLike | None = None) -> Path:
     """The folder holding core.yaml; downloaded and extracted first when it is absent."""
-    from nanochat_core import settings
+    from nanochat_core.common import settings
 
     bundle_dir = Path(bundle_dir) if bundle_dir is not None else settings.eval_bundle_dir()
     if (bundle_dir / CONFIG_NAME).is_file():
@@ -47,7 +47,7 @@ def ensure_bundle_distributed(bundle_dir: str | os.PathLike | None, is_master: b
     """ensure_bundle on rank 0 only, the other ranks waiting at a barrier: one download, never racing writers."""
     import torch.distributed as dist
 
-    from nanochat_core import settings
+    from nanochat_core.common import settings
 
     path = ensure_bundle(bundle_dir) if is_master else Path(bundle_dir or settings.eval_bundle_dir())
     if dist.is_available() and dist.is_initialized():

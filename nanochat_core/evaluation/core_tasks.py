@@ -1,4 +1,4 @@
-"""CORE tasks (facts §6): core.yaml entries, their rows, few-shot rendering and the scored spans.
+"""CORE tasks (as nanochat's nanochat/core_eval.py reads them): core.yaml entries, their rows, few-shot rendering and the scored spans.
 
 Everything here is deterministic text and token work; scoring the spans is core_scoring's job.
 """

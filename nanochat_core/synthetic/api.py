@@ -15,7 +15,7 @@ import time
 
 import httpx
 
-from nanochat_core.conversation import ConversationError, validate_messages
+from nanochat_core.tokenizer.conversation import ConversationError, validate_messages
 from nanochat_core.synthetic.errors import ApiKeyInvalid, RequestRejected
 from nanochat_core.synthetic.prompt import RESPONSE_FORMAT
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from nanochat_core.settings import base_dir, load_dotenv_file
+from nanochat_core.common.settings import base_dir, load_dotenv_file
 from nanochat_core.synthetic.api import ChatClient, GenerationFailed, Interrupted
 from nanochat_core.synthetic.diversity import choose
 from nanochat_core.synthetic.errors import ApiKeyInvalid, SyntheticDataError

@@ -14,7 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from nanochat_core.conversation import parse_conversation_line, validate_messages
+from nanochat_core.tokenizer.conversation import parse_conversation_line, validate_messages
 from nanochat_core.synthetic.errors import ExistingOutputInvalid
 
 

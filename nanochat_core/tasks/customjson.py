@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nanochat_core.conversation import parse_conversation_line, validate_messages
+from nanochat_core.tokenizer.conversation import parse_conversation_line, validate_messages
 
 
 class CustomJSON:

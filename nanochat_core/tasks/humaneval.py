@@ -35,8 +35,8 @@ class HumanEval(Task):
                 **item}
 
     def evaluate(self, conversation: dict, completion: str) -> bool:
-        from nanochat_core.evaluation.humaneval_program import humaneval_program
-        from nanochat_core.evaluation.sandbox import run_untrusted
+        from nanochat_core.execution.humaneval_program import humaneval_program
+        from nanochat_core.execution.sandbox import run_untrusted
 
         program = humaneval_program(conversation["prompt"], completion, conversation["test"],
                                     conversation["entry_point"])

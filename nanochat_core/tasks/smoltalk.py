@@ -7,7 +7,7 @@ break the chat rules (see conversation.py) stop the read with file and row.
 """
 from __future__ import annotations
 
-from nanochat_core.conversation import ConversationError, validate_messages
+from nanochat_core.tokenizer.conversation import ConversationError, validate_messages
 from nanochat_core.tasks.base import Task
 from nanochat_core.tasks.rows import TaskFileError, field, read_rows
 from nanochat_core.tasks.task_data import HubSplit, resolve_files, task_data_root

@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nanochat_core import settings
-from nanochat_core.atomic import write_json_atomic
+from nanochat_core.common import settings
+from nanochat_core.common.atomic import write_json_atomic
 
 
 class TaskDataMissing(RuntimeError):

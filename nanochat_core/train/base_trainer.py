@@ -1,6 +1,6 @@
 """Base pretraining (nanochat's base_train): one function that the CLI and the pipeline both call.
 
-Everything follows from --depth through nanochat_core.sizing. The loop itself (gradient
+Everything follows from --depth through nanochat_core.model.sizing. The loop itself (gradient
 accumulation, checkpoints at --save-every, at the end and on SIGINT/SIGTERM) is trainer_loop.py's;
 this module adds what is base training's own: the plan, the pretraining loader and exact resume of
 it, the LR / momentum / weight-decay schedules, periodic validation bpb, CORE and samples.
@@ -13,9 +13,9 @@ from typing import Callable
 
 import torch
 
-from nanochat_core import settings
-from nanochat_core.device import init_distributed, print0, resolve_device_type, shutdown_distributed
-from nanochat_core.train import checkpoint as ckpt
+from nanochat_core.common import settings
+from nanochat_core.common.device import init_distributed, print0, resolve_device_type, shutdown_distributed
+from nanochat_core.model import checkpoint as ckpt
 from nanochat_core.train.args import validate_args
 from nanochat_core.train.core_hook import NOT_AVAILABLE, find_core_evaluator
 from nanochat_core.train.fp8 import check_fp8, convert_fp8
@@ -71,7 +71,7 @@ class BaseTrainer(TrainingLoop):
 
     # ---- set-up -----------------------------------------------------------------------------
     def _plan(self):
-        from nanochat_core.sizing import plan_training
+        from nanochat_core.model.sizing import plan_training
 
         a = self.args
         plan = plan_training(
@@ -89,7 +89,7 @@ class BaseTrainer(TrainingLoop):
 
     def _build_model(self):
         """Built on the meta device (no memory), then materialized on ours and initialized."""
-        from nanochat_core.sizing import meta_model
+        from nanochat_core.model.sizing import meta_model
 
         torch.manual_seed(42)  # the same initial weights on every rank and in every run
         model = meta_model(self.plan.model_config)

@@ -1,6 +1,6 @@
 """Where base_train and base_eval find the CORE metric.
 
-CORE (facts §6) is `nanochat_core.evaluation.core.evaluate_model(model, tokenizer, device, max_per_task,
+CORE (DCLM's in-context tasks, as nanochat's nanochat/core_eval.py) is `nanochat_core.evaluation.core.evaluate_model(model, tokenizer, device, max_per_task,
 ...) -> {"core_metric": float | None, "partial": bool, ...}`. An install without it (a trimmed copy of the
 core) says so plainly and carries on: no crash, no made-up number.
 """

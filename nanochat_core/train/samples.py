@@ -15,7 +15,7 @@ SAMPLE_PROMPTS = [
 
 def greedy_samples(model, tokenizer, prompts=SAMPLE_PROMPTS, max_tokens: int = 16) -> list[str]:
     """prompt + greedy continuation (temperature 0), one string per prompt."""
-    from nanochat_core.engine import generate_tokens
+    from nanochat_core.chat.engine import generate_tokens
 
     bos = tokenizer.get_bos_token_id()
     rows = [tokenizer.encode(p, prepend=bos) for p in prompts]

@@ -1,4 +1,4 @@
-"""chat_sft's command-line flags: nanochat's names and defaults (facts §2), plus ours for data and runtime.
+"""chat_sft's command-line flags: nanochat's names and defaults (scripts/chat_sft.py), plus ours for data and runtime.
 
 Batch and LR flags left at None inherit from the base checkpoint's meta (resolved by the trainer,
 which records the values it used in the SFT checkpoint's user_config). As in args.py, the parser

@@ -1,4 +1,4 @@
-"""What chat_sft trains and validates on: nanochat's SFT mixture plus the user's own JSONL files (facts §2).
+"""What chat_sft trains and validates on: nanochat's SFT mixture plus the user's own JSONL files (scripts/chat_sft.py).
 
 Training: SmolTalk train, MMLU auxiliary_train x --mmlu-epochs, GSM8K train x --gsm8k-epochs, the
 identity conversations (gen_synthetic_data's output) twice, then each positional JSONL once, all

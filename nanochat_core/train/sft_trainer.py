@@ -17,11 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 from nanochat_core.data.sft_loader import initial_state
-from nanochat_core.device import init_distributed, print0, resolve_device_type, shutdown_distributed
-from nanochat_core.train import checkpoint as ckpt
-from nanochat_core.train.collectives import barrier, gather_from_ranks, sum_over_ranks
+from nanochat_core.common.device import init_distributed, print0, resolve_device_type, shutdown_distributed
+from nanochat_core.model import checkpoint as ckpt
+from nanochat_core.common.collectives import barrier, gather_from_ranks, sum_over_ranks
 from nanochat_core.train.schedules import sft_lr_multiplier, sft_muon_momentum
 from nanochat_core.train.sft_args import IDENTITY_FILE, INHERITED_FLAGS, make_sft_args, parse_sft_args, validate_sft_args
 from nanochat_core.train.tracking import check_tracking_available, make_tracker
@@ -100,7 +100,7 @@ class SFTTrainer(TrainingLoop):
     # ---- set-up -----------------------------------------------------------------------------
     def _inherit(self, base_meta: dict) -> None:
         """Fill the None-valued batch and LR flags from the base checkpoint; say which were inherited."""
-        from nanochat_core.sizing import B_REF
+        from nanochat_core.model.sizing import B_REF
         from nanochat_core.train.args import build_parser, flag_name
 
         a = self.args

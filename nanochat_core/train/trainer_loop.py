@@ -15,16 +15,16 @@ import time
 
 import torch
 
-from nanochat_core.device import compute_dtype, print0
-from nanochat_core.train import checkpoint as ckpt
+from nanochat_core.common.device import compute_dtype, print0
+from nanochat_core.model import checkpoint as ckpt
+from nanochat_core.model.checkpoint import UNTIMED_STEPS
 from nanochat_core.train.batch_size import auto_device_batch_size, grad_accum_steps
-from nanochat_core.train.collectives import any_rank, broadcast_from_master, mean_over_ranks, min_over_ranks
+from nanochat_core.common.collectives import any_rank, broadcast_from_master, mean_over_ranks, min_over_ranks
 from nanochat_core.train.cpu_allocator import keep_freed_memory
-from nanochat_core.train.peak_flops import resolve_peak_flops
+from nanochat_core.common.peak_flops import resolve_peak_flops
 from nanochat_core.train.stop_signal import stop_on_signals
 
 EMA_BETA = 0.9  # smoothing of the logged train loss (debiased), as nanochat
-UNTIMED_STEPS = 10  # nanochat leaves the first steps (compilation, warm-up) out of "total time"
 # --compile auto on CPU. Measured by benchmarks/bench_base_train.py (d4, seq 512, batch 8192, 2 cores,
 # fp32 peak probe ~300 GFLOP/s, cold inductor cache): eager 3,894 tok/s, compiled 3,923-4,440 tok/s
 # (x1.01-1.20 once the allocator keeps freed memory, see cpu_allocator.py), while a cold compile adds
@@ -58,7 +58,7 @@ class TrainingLoop:
     """
 
     def __init__(self, args, device_type, info, on_metrics):
-        from nanochat_core.tokenizer import get_token_bytes, get_tokenizer
+        from nanochat_core.tokenizer.bpe import get_token_bytes, get_tokenizer
 
         self.args, self.info, self.on_metrics = args, info, on_metrics
         self.device, self.dtype = info.device, compute_dtype(device_type)

@@ -10,9 +10,9 @@ import json
 
 import dagster as dg
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 from nanochat_core.synthetic.generate import default_output
-from nanochat_core.file_hash import files_sha256
+from nanochat_core.common.file_hash import files_sha256
 from nanochat_pipeline.assets.data import AUTOMATION
 from nanochat_pipeline.assets.eval_inputs import device_type, task_data_dir
 from nanochat_pipeline.assets.training import TRAINING_POOL, checkpoint_loads_check, run_training_child

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from nanochat_core import settings
-from nanochat_core.file_hash import files_sha256
+from nanochat_core.common import settings
+from nanochat_core.common.file_hash import files_sha256
 from nanochat_pipeline.required_files import require_files
 from nanochat_pipeline.presets import Preset
 
@@ -124,7 +124,7 @@ def shard_checks(shards_dir: Path, row_group_size: int) -> list[dg.AssetCheckRes
 
 def tokenizer_checks(tok_dir: Path, shards_dir: Path) -> list[dg.AssetCheckResult]:
     from nanochat_core.data.parquet_files import iter_shard_texts
-    from nanochat_core.tokenizer import Tokenizer
+    from nanochat_core.tokenizer.bpe import Tokenizer
 
     tok = Tokenizer.from_directory(tok_dir)
     sample = "".join(iter_shard_texts(split="val", data_dir=shards_dir, max_chars=50_000))

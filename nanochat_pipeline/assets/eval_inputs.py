@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 from nanochat_pipeline.presets import Preset
 
 

@@ -12,8 +12,8 @@ import sys
 
 import dagster as dg
 
-from nanochat_core import settings
-from nanochat_core.file_hash import files_sha256
+from nanochat_core.common import settings
+from nanochat_core.common.file_hash import files_sha256
 from nanochat_pipeline.assets.eval_inputs import child_env, device_type, task_data_dir
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
@@ -64,7 +64,7 @@ def build_evaluation_assets(preset: Preset, partitions: dg.MultiPartitionsDefini
               deps=[sft_model_asset, eval_bundle_asset, task_data_asset],
               description="CORE (base model) + chat evaluation (SFT model) and the report card of one cell.")
     def eval_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        from nanochat_core.report import write_report
+        from nanochat_core.report.card import write_report
 
         cell = cell_from_key(partitions, context.partition_key)
         tag = cell.model_tag

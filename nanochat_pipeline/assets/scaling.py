@@ -5,8 +5,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from nanochat_core.file_hash import files_sha256
-from nanochat_core.scaling import SCALING_COLUMNS, write_scaling_csv
+from nanochat_core.common.file_hash import files_sha256
+from nanochat_core.scaling.results_csv import SCALING_COLUMNS, write_scaling_csv
 from nanochat_pipeline.pictures import bpb_vs_flops_png, markdown_image
 from nanochat_pipeline.presets import Preset
 
@@ -58,7 +58,7 @@ def build_scaling_assets(preset: Preset, partitions: dg.MultiPartitionsDefinitio
         picture = bpb_vs_flops_png(rows, path.parent / "val_bpb_vs_flops.png")
         # The isoFLOP fit (fit.json + isoflop.png beside the CSV); a thin grid gets a fit that says what
         # it could not estimate, never an error.
-        from nanochat_core.scaling_run import analyze_csv  # torch (through sizing): not at definitions load
+        from nanochat_core.scaling.analysis import analyze_csv  # torch (through sizing): not at definitions load
 
         analysis = analyze_csv(path)
         context.log.info(analysis.summary)

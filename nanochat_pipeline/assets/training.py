@@ -13,7 +13,7 @@ from typing import Optional
 import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError  # not exported at top level in 1.13
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 from nanochat_pipeline.assets.data import AUTOMATION, tokenizer_files
 from nanochat_pipeline.assets.eval_inputs import child_env
 from nanochat_pipeline.required_files import require_files
@@ -52,7 +52,7 @@ def train_overrides(preset: Preset, config: BaseTrainConfig) -> dict:
 
 def resumable_step(ckpt_dir: Path) -> int:
     """The step of an interrupted run's checkpoint (step < its horizon), or -1 to train afresh."""
-    from nanochat_core.train import checkpoint as ckpt
+    from nanochat_core.model import checkpoint as ckpt
 
     try:
         step = ckpt.find_last_step(ckpt_dir)
@@ -71,7 +71,7 @@ def child_command(module: str, nproc: int) -> list[str]:
 
 
 def checkpoint_loads_check(name: str, ckpt_dir: Path, step: int) -> dg.AssetCheckResult:
-    from nanochat_core.train import checkpoint as ckpt
+    from nanochat_core.model import checkpoint as ckpt
 
     try:
         ckpt.build_model(*ckpt.load_checkpoint(ckpt_dir, step)[::2], device="cpu")
@@ -95,7 +95,7 @@ def run_training_child(context, client: dg.PipesSubprocessClient, preset: Preset
         raise dg.Failure(
             f"{what} failed ({e}). If it was cancelled, its checkpoint is kept and the next materialization of "
             "this cell resumes from it; otherwise see this step's stderr for the child's error.") from e
-    from nanochat_core.train import checkpoint as ckpt  # torch: not at definitions load
+    from nanochat_core.model import checkpoint as ckpt  # torch: not at definitions load
 
     return inline_loss_curve(invocation.get_materialize_result()), ckpt.find_last_step(ckpt_dir)
 

@@ -1,4 +1,4 @@
-"""Render a chat conversation to token ids plus a loss mask (nanochat's rules, facts §4).
+"""Render a chat conversation to token ids plus a loss mask (the rules of nanochat's nanochat/tokenizer.py render_conversation).
 
 mask 1 = the model is trained to predict this token (what the assistant writes: its text, its
 python tool calls, <|assistant_end|>); mask 0 = context it is given (bos, user turns,
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 
-from nanochat_core.conversation import PART_TYPES
+from nanochat_core.tokenizer.conversation import PART_TYPES
 
 
 def _normalize_messages(conversation: dict) -> list[dict]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from nanochat_core import device as devmod
+from nanochat_core.common import device as devmod
 
 # Polar Express quintic coefficients (a, b, c), one triple per iteration.
 POLAR_EXPRESS_COEFFS = [

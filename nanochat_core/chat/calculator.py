@@ -1,4 +1,4 @@
-"""The restricted calculator behind the model's python tool (facts §6).
+"""The restricted calculator behind the model's python tool (nanochat's nanochat/engine.py use_calculator).
 
 The model writes an expression between <|python_start|> and <|python_end|>; this evaluates it
 and the engine feeds the result back. Model output is untrusted text, so nothing here calls
@@ -24,6 +24,9 @@ MAX_EXPRESSION_CHARS = 1000
 MAX_STRING_CHARS = 1000  # a literal longer than this is not a word to count letters in
 MAX_INT_BITS = 4096  # ~1233 decimal digits: well under Python's 4300-digit str() limit
 MAX_EXPONENT = 10_000
+# Deepest expression tree evaluated. An explicit cap, checked without recursion before the
+# recursive evaluation, so the refusal does not depend on how deep the caller's stack already is.
+MAX_NESTING = 100
 DEFAULT_TIMEOUT_S = 3.0
 
 _BINARY = {
@@ -55,10 +58,22 @@ def use_calculator(expression: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> int
 
 def _evaluate(text: str, evaluator: "_Evaluator") -> int | float | None:
     try:
-        value = evaluator.visit(ast.parse(text, mode="eval").body)
+        tree = ast.parse(text, mode="eval").body
+        if _nesting_depth(tree) > MAX_NESTING:
+            return None
+        value = evaluator.visit(tree)
     except (Refused, SyntaxError, ValueError, ArithmeticError, RecursionError, MemoryError):
         return None
     return value if _is_number(value) else None
+
+
+def _nesting_depth(tree: ast.AST) -> int:
+    deepest, pending = 0, [(tree, 1)]
+    while pending:
+        node, depth = pending.pop()
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _is_number(value) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nanochat_core import settings
+from nanochat_core.common import settings
 
 SOURCES = {
     # source: (checkpoints root, the command that writes checkpoints there)
@@ -38,8 +38,8 @@ class ChatModel:
 
 def load_chat_model(source: str = "sft", model_tag: str | None = None, step: int | None = None,
                     device="cpu") -> ChatModel:
-    from nanochat_core.tokenizer import get_tokenizer
-    from nanochat_core.train.checkpoint import find_largest_model_tag, load_model
+    from nanochat_core.tokenizer.bpe import get_tokenizer
+    from nanochat_core.model.checkpoint import find_largest_model_tag, load_model
 
     if source not in SOURCES:
         raise ValueError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
@@ -63,7 +63,7 @@ def load_chat_model(source: str = "sft", model_tag: str | None = None, step: int
 
 def conversation_prompt(tokenizer, messages: list[dict]) -> list[int]:
     """Prompt ids for the assistant's next turn: the rendered conversation + <|assistant_start|>."""
-    from nanochat_core.chat_render import render_conversation
+    from nanochat_core.tokenizer.chat_render import render_conversation
 
     ids, _ = render_conversation(tokenizer, {"messages": messages}, max_tokens=10**9)
     return ids + [tokenizer.encode_special("<|assistant_start|>")]

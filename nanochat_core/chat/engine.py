@@ -10,7 +10,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from nanochat_core.kv_cache import KVCache
+from nanochat_core.model.kv_cache import KVCache
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nanochat_core.atomic import atomic_path
-from nanochat_core.scaling_fit import ScalingFit
+from nanochat_core.common.atomic import atomic_path
+from nanochat_core.scaling.fit import ScalingFit
 
 
 def plot_isoflop(fit: ScalingFit, path: str | Path) -> Path:

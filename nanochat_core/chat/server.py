@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from nanochat_core.chat_model import ChatModel, conversation_prompt, fit_context
-from nanochat_core.chat_request import ChatRequest, GenerationDefaults, RequestError, parse_chat_request
+from nanochat_core.chat.loaded_model import ChatModel, conversation_prompt, fit_context
+from nanochat_core.chat.request import ChatRequest, GenerationDefaults, RequestError, parse_chat_request
 
 
 class ChatService:
@@ -44,8 +44,8 @@ class ChatService:
     def generate(self, req: ChatRequest, on_text, cancelled: threading.Event) -> dict:
         """Blocking: sample the answer, calling on_text(piece) as text decodes; returns the usage
         counts and the finish reason. Runs in a worker thread."""
-        from nanochat_core.engine_tools import ToolTokens, generate_with_tools
-        from nanochat_core.token_stream import TokenTextStream
+        from nanochat_core.chat.tools import ToolTokens, generate_with_tools
+        from nanochat_core.chat.token_stream import TokenTextStream
 
         tok = self.cm.tokenizer
         prompt = fit_context(conversation_prompt(tok, req.messages), self.cm.context)
@@ -82,7 +82,7 @@ def _sse(obj) -> str:
 
 
 def build_app(service: ChatService) -> Starlette:
-    page = resources.files("nanochat_core").joinpath("chat_page.html").read_text(encoding="utf-8")
+    page = resources.files("nanochat_core.chat").joinpath("page.html").read_text(encoding="utf-8")
 
     async def index(request: Request):
         return HTMLResponse(page)

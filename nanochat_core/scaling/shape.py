@@ -11,7 +11,7 @@ import functools
 import math
 from dataclasses import dataclass
 
-from nanochat_core.sizing import build_model_config, meta_model, model_dim_for, scaling_params
+from nanochat_core.model.sizing import build_model_config, meta_model, model_dim_for, scaling_params
 
 DEFAULT_VOCAB = 32768
 DEFAULT_SEQ_LEN = 2048

@@ -4,7 +4,7 @@ Per FLOPs budget C: fit val_bpb as a quadratic in log10(N) (N = params_transform
 params_lm_head); its minimum is N_opt, and D_opt is read off the budget's own tokens-vs-N curve
 at N_opt. Across budgets: N_opt ~ C^a and D_opt ~ C^b (straight lines in log-log), and the
 optimal tokens:params ratio at the geometric mean of the budgets. Parabola minima are biased
-and noisy when a grid is coarse or off-centre (facts §1), so a, b and the ratio get bootstrap
+and noisy when a grid is coarse or off-centre (nanochat's scaling-laws notebook says as much), so a, b and the ratio get bootstrap
 intervals from resampling each budget's points. numpy only.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nanochat_core.scaling import effective_params
-from nanochat_core.scaling_shape import (ModelFamily, depth_for_params, effective_params_at, flops_per_token_at,
+from nanochat_core.scaling.results_csv import effective_params
+from nanochat_core.scaling.shape import (ModelFamily, depth_for_params, effective_params_at, flops_per_token_at,
                                          infer_family)
 
 MIN_POINTS = 3  # a parabola needs three distinct N
@@ -128,7 +128,7 @@ def prepare_rows(rows: list[dict], family: ModelFamily, notes: _Collector) -> tu
         n, d = effective_params(row), row.get("tokens_trained")
         depth = row.get("depth")
         if reason is None and n is None:
-            # nanochat's own sweep left the params columns blank (facts §9): recount from the depth.
+            # nanochat's own sweep left the params columns blank (its runs/scaling_laws.sh scraped logs with greps that missed them): recount from the depth.
             if depth:
                 n = effective_params_at(depth, family)
                 notes.warn(f"{_describe(row)}: params columns empty, N={n:,} counted from the depth ({family.describe()})")

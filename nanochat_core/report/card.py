@@ -12,11 +12,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nanochat_core import settings
-from nanochat_core.atomic import write_json_atomic, write_text_atomic
-from nanochat_core.report_env import environment
-from nanochat_core.report_markdown import SECTION_TITLES
-from nanochat_core.report_sources import (base_eval_section, base_training_section, chat_eval_section, sft_section,
+from nanochat_core.common import settings
+from nanochat_core.common.atomic import write_json_atomic, write_text_atomic
+from nanochat_core.report.environment import environment
+from nanochat_core.report.markdown import SECTION_TITLES
+from nanochat_core.report.sources import (base_eval_section, base_training_section, chat_eval_section, sft_section,
                                           tokenizer_section)
 
 # (row label, section, key): the summary table, in nanochat's order.
@@ -69,7 +69,7 @@ def _timing(sections: dict, start_time: datetime | None) -> dict:
 def build_report(model_tag: str, root: Path | None = None, start_time: datetime | None = None,
                  val_chars: int = 1_000_000) -> tuple[str, dict]:
     """(markdown, json dict) for a model tag from the files under `root` ($NANOCHAT_BASE_DIR by default)."""
-    from nanochat_core.report_markdown import render_markdown
+    from nanochat_core.report.markdown import render_markdown
 
     base = base_training_section(model_tag, root)
     sections = {

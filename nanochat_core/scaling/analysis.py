@@ -5,9 +5,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from nanochat_core.atomic import write_json_atomic
-from nanochat_core.scaling import read_scaling_csv
-from nanochat_core.scaling_fit import ScalingFit, ScalingFitWarning, analyze
+from nanochat_core.common.atomic import write_json_atomic
+from nanochat_core.scaling.results_csv import read_scaling_csv
+from nanochat_core.scaling.fit import ScalingFit, ScalingFitWarning, analyze
 
 FIT_FILE = "fit.json"
 PLOT_FILE = "isoflop.png"
@@ -24,7 +24,7 @@ class AnalysisOutput:
 def analyze_csv(csv_path: str | Path, output_dir: str | Path | None = None, next_budget: float | None = None,
                 bootstrap: int = 1000, seed: int = 0) -> AnalysisOutput:
     """Read the CSV, fit, write fit.json and isoflop.png (next to the CSV unless output_dir is given)."""
-    from nanochat_core.scaling_plot import plot_isoflop
+    from nanochat_core.scaling.plot import plot_isoflop
 
     csv_path = Path(csv_path)
     out = Path(output_dir) if output_dir is not None else csv_path.parent

@@ -17,8 +17,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from nanochat_core import settings
-from nanochat_core.atomic import save_torch_atomic, write_json_atomic
+from nanochat_core.common import settings
+from nanochat_core.common.atomic import save_torch_atomic, write_json_atomic
+
+# nanochat leaves the first steps (compilation, warm-up) out of the "total training time" a
+# checkpoint's meta records; the report card needs the same count to turn that time into a rate.
+UNTIMED_STEPS = 10
 
 _META_RE = re.compile(r"^meta_(\d{6,})\.json$")
 _DEPTH_TAG_RE = re.compile(r"^d(\d+)$")
@@ -82,7 +86,7 @@ def find_largest_model_tag(checkpoints_dir: Path | None = None) -> str:
 def check_shapes(state: dict, model_config: dict, path: Path) -> None:
     """Compare a state dict with the model its meta describes (a meta-device model: no memory);
     the error names the file and the key."""
-    from nanochat_core.model import GPT, GPTConfig, check_state_dict
+    from nanochat_core.model.gpt import GPT, GPTConfig, check_state_dict
 
     with torch.device("meta"):
         expected = GPT(GPTConfig(**model_config))
@@ -106,7 +110,7 @@ def update_meta(meta_file: Path, **fields) -> None:
 def load_checkpoint(ckpt_dir: Path, step: int | None = None, device="cpu", load_optimizer: bool = False,
                     rank: int = 0) -> tuple[dict, dict | None, dict]:
     """(model state, optimizer state of `rank` or None, meta); `step` None = the latest."""
-    from nanochat_core.model import clean_state_dict
+    from nanochat_core.model.gpt import clean_state_dict
 
     ckpt_dir = Path(ckpt_dir)
     if step is None or step < 0:
@@ -129,7 +133,7 @@ def load_checkpoint(ckpt_dir: Path, step: int | None = None, device="cpu", load_
 
 def build_model(model_state: dict, meta: dict, device) -> torch.nn.Module:
     """A GPT with the checkpoint's weights: built on meta, materialized on `device`, loaded strictly."""
-    from nanochat_core.model import GPT, GPTConfig
+    from nanochat_core.model.gpt import GPT, GPTConfig
 
     with torch.device("meta"):
         model = GPT(GPTConfig(**meta["model_config"]))

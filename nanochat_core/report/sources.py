@@ -10,9 +10,9 @@ import math
 import re
 from pathlib import Path
 
-from nanochat_core import settings
-from nanochat_core.sizing import meta_model, scaling_params
-from nanochat_core.train.trainer_loop import UNTIMED_STEPS  # steps left out of total_training_time
+from nanochat_core.common import settings
+from nanochat_core.model.sizing import meta_model, scaling_params
+from nanochat_core.model.checkpoint import UNTIMED_STEPS  # steps left out of total_training_time
 
 
 def missing(reason: str) -> dict:
@@ -37,7 +37,7 @@ def latest_step_file(folder: Path, prefix: str) -> tuple[Path, int] | None:
 
 # ---------------------------------------------------------------- tokenizer
 def tokenizer_section(root: Path | None = None, val_chars: int = 1_000_000) -> dict:
-    from nanochat_core.tokenizer import TOKEN_BYTES_FILE, TOKENIZER_FILE, Tokenizer, compute_token_bytes
+    from nanochat_core.tokenizer.bpe import TOKEN_BYTES_FILE, TOKENIZER_FILE, Tokenizer, compute_token_bytes
 
     folder = settings.tokenizer_dir(root)
     if not (folder / TOKENIZER_FILE).is_file():
@@ -66,7 +66,7 @@ def _bytes_per_token(tok, text: str) -> dict:
 
 def compression(tok, root: Path | None, val_chars: int) -> dict:
     """Bytes/token on tok_eval's built-in samples, and on the validation shard when there is one."""
-    from nanochat_core.cli.tok_eval import SAMPLES
+    from nanochat_core.tokenizer.samples import SAMPLES
     from nanochat_core.data.parquet_files import iter_texts, split_files
 
     result = {"samples": {name: _bytes_per_token(tok, text) for name, text in SAMPLES.items()}}
@@ -81,7 +81,7 @@ def compression(tok, root: Path | None, val_chars: int) -> dict:
 
 # ---------------------------------------------------------------- checkpoints
 def _last_meta(folder: Path, producer: str) -> tuple[dict, int, Path] | str:
-    from nanochat_core.train.checkpoint import find_last_step, load_meta, meta_path
+    from nanochat_core.model.checkpoint import find_last_step, load_meta, meta_path
 
     if not folder.is_dir():
         return f"{folder} is missing (run {producer})"
@@ -94,7 +94,7 @@ def _last_meta(folder: Path, producer: str) -> tuple[dict, int, Path] | str:
 
 def _model_numbers(model_config: dict) -> dict:
     """Param counts and FLOPs/token of the checkpoint's architecture (meta-device model: no memory)."""
-    from nanochat_core.model import GPTConfig
+    from nanochat_core.model.gpt import GPTConfig
 
     model = meta_model(GPTConfig(**model_config))
     return {"param_counts": model.num_scaling_params(), "flops_per_token": model.estimate_flops()}

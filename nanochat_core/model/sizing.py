@@ -1,4 +1,4 @@
-"""The depth dial (facts §2): from --depth alone, the model shape, the batch size, the horizon and the LRs.
+"""The depth dial (nanochat's scripts/base_train.py): from --depth alone, the model shape, the batch size, the horizon and the LRs.
 
 Counting uses a model built on the meta device, so sizing a 1.7B-parameter model costs no memory.
 """
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nanochat_core.model import GPT, GPTConfig
+from nanochat_core.model.gpt import GPT, GPTConfig
 
 B_REF = 2 ** 19  # tokens per step at the reference model (d12)
 REF_DEPTH = 12

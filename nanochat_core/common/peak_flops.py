@@ -25,7 +25,7 @@ def resolve_peak_flops(requested: float, device: torch.device, dtype: torch.dtyp
         for key, peak in _GPU_BF16_PEAKS:
             if key in name:
                 return peak, f"{name} bf16 datasheet"
-    from nanochat_core.flops_probe import measure_matmul_peak
+    from nanochat_core.common.flops_probe import measure_matmul_peak
 
     peak = measure_matmul_peak(device, dtype, seconds=1.0)
     return peak, f"measured {str(dtype).removeprefix('torch.')} matmul probe"

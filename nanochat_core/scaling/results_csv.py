@@ -1,9 +1,9 @@
 """The scaling-sweep results CSV: nanochat's fourteen columns plus our param_data_ratio.
 
 One row per (FLOPs budget, depth) training run. The file is filled from recorded metrics (never
-scraped from logs, facts §9), and the reader accepts nanochat's own files too: the extra column
+scraped from logs), and the reader accepts nanochat's own files too: the extra column
 may be absent and any cell may be empty (nanochat's sweep left the params columns blank).
-The analysis lives in scaling_fit.py, the picture in scaling_plot.py.
+The analysis lives in fit.py, the picture in plot.py.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import math
 import numbers
 from pathlib import Path
 
-from nanochat_core.atomic import atomic_path
+from nanochat_core.common.atomic import atomic_path
 
-# nanochat's header, exactly and in this order (facts §1).
+# nanochat's header, exactly and in this order (runs/scaling_laws.sh).
 NANOCHAT_COLUMNS = [
     "flops_budget", "depth", "model_dim", "params_wte", "params_value_embeds", "params_lm_head",
     "params_transformer", "params_scalars", "params_total", "num_iterations", "tokens_trained",
@@ -46,7 +46,7 @@ def param_data_ratio(row: dict) -> float | None:
 
 
 def row_from_training(flops_budget: float, depth: int, model_dim: int, summary: dict) -> dict:
-    """One CSV row from train_base's returned summary (recorded metrics, never log greps: facts §9).
+    """One CSV row from train_base's returned summary (recorded metrics, never log greps: nanochat's runs/scaling_laws.sh grepped its logs and left the params columns empty).
     core_score is the summary's latest CORE (None, an empty cell, when no CORE ran)."""
     counts = summary["param_counts"]
     row = {

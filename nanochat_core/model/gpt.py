@@ -3,7 +3,7 @@
 Pre-norm transformer; RMSNorm without weights; no biases; rotary (base 100000, half-split); QK norm then *1.15;
 sliding-window attention tiled by a pattern string (last layer always full); value embeddings mixed into v on
 alternating layers (always the last); relu^2 MLP; per-layer residual and x0 scalars; untied lm_head; logits
-softcapped at 15 in fp32. See facts §3. Master weights stay fp32; matmuls run in the compute dtype.
+softcapped at 15 in fp32. As nanochat's nanochat/gpt.py. Master weights stay fp32; matmuls run in the compute dtype.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nanochat_core import device as devmod
+from nanochat_core.common import device as devmod
 
 ROTARY_BASE = 100000
 VE_GATE_CHANNELS = 12  # the value-embedding gate looks at the first 12 channels of the layer input
@@ -322,9 +322,9 @@ class GPT(nn.Module):
     # ---------------------------------------------------------------- optimizer
     def setup_optimizer(self, unembedding_lr: float = 0.008, embedding_lr: float = 0.3, matrix_lr: float = 0.02,
                         weight_decay: float = 0.0, scalar_lr: float = 0.5, distributed: bool = False):
-        """MuonAdamW over nanochat's groups (facts §3). LRs given here already carry the batch-size scale;
+        """MuonAdamW over nanochat's groups (nanochat/gpt.py's setup_optimizer). LRs given here already carry the batch-size scale;
         the AdamW groups additionally get (model_dim/768)^-0.5. Every group records "initial_lr"."""
-        from nanochat_core.optim import DistMuonAdamW, MuonAdamW
+        from nanochat_core.model.optim import DistMuonAdamW, MuonAdamW
 
         s = (self.config.n_embd / 768) ** -0.5
 

@@ -1,4 +1,4 @@
-"""Generation with the calculator tool (nanochat's engine behaviour, facts §6).
+"""Generation with the calculator tool (nanochat's nanochat/engine.py behaviour).
 
 Each row runs a small state machine over the tokens it emits: <|python_start|> opens an expression,
 the tokens up to <|python_end|> are decoded and handed to the calculator, and when it gives a value
@@ -12,8 +12,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterator
 
-from nanochat_core.calculator import use_calculator
-from nanochat_core.engine import _as_rows, generate
+from nanochat_core.chat.calculator import use_calculator
+from nanochat_core.chat.engine import _as_rows, generate
 
 # An expression longer than this is not arithmetic; stop collecting it (the call is then refused).
 MAX_EXPRESSION_TOKENS = 512

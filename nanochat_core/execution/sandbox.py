@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nanochat_core.evaluation import sandbox_guard
+from nanochat_core.execution import sandbox_guard
 
 GUARD_SCRIPT = Path(sandbox_guard.__file__).resolve()
 OUTPUT_LIMIT_BYTES = 32 * 1024  # kept of each of stdout and stderr: the first and the last half

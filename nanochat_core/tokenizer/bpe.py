@@ -13,8 +13,8 @@ from typing import Iterable
 
 import tiktoken
 
-from nanochat_core import settings
-from nanochat_core.atomic import atomic_path, save_torch_atomic
+from nanochat_core.common import settings
+from nanochat_core.common.atomic import atomic_path, save_torch_atomic
 
 # nanochat's special tokens, in nanochat's order: ids are assigned in this order right after the
 # mergeable ranks, so the order is part of the file format.
@@ -137,12 +137,12 @@ class Tokenizer:
 
     # ---- chat ---------------------------------------------------------------------------
     def render_conversation(self, conversation: dict, max_tokens: int = 2048) -> tuple[list[int], list[int]]:
-        from nanochat_core.chat_render import render_conversation
+        from nanochat_core.tokenizer.chat_render import render_conversation
 
         return render_conversation(self, conversation, max_tokens)
 
     def render_for_completion(self, conversation: dict) -> list[int]:
-        from nanochat_core.chat_render import render_for_completion
+        from nanochat_core.tokenizer.chat_render import render_for_completion
 
         return render_for_completion(self, conversation)
 
@@ -154,7 +154,7 @@ def get_tokenizer(root: Path | None = None) -> Tokenizer:
 def compute_token_bytes(tokenizer: Tokenizer):
     """Byte length of each token's raw bytes, 0 for specials (for bits-per-byte).
 
-    Uses the raw bytes, not decode-to-str-and-re-encode (nanochat's March bug, facts §9): a token
+    Uses the raw bytes, not decode-to-str-and-re-encode (nanochat's March code did that and corrupted the 193 tokens of its 32,768 that end inside a UTF-8 character): a token
     that is a partial UTF-8 sequence decodes to U+FFFD (3 bytes) and would be miscounted.
     """
     import torch

@@ -1,0 +1,1 @@
+"""The shared bottom: settings and the on-disk layout, the compute device, atomic file writes, content hashes, torch.distributed collectives and the hardware's peak FLOP/s. Imports nothing else from nanochat_core."""

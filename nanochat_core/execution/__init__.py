@@ -1,0 +1,1 @@
+"""Running untrusted generated code (HumanEval completions) in a sandboxed child process. Imports only common."""
