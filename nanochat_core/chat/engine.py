@@ -2,7 +2,7 @@
 
 temperature 0 = greedy; top_k keeps the k most likely tokens; sampling draws from a torch.Generator seeded
 with `seed`, so a (model, prompt, seed) triple always gives the same text. Tool use (the calculator) sits on
-top, in engine_tools.py, through the `steer` hook: it may replace sampled tokens with forced ones.
+top, in tools.py, through the `steer` hook: it may replace sampled tokens with forced ones.
 """
 from __future__ import annotations
 

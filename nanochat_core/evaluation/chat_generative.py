@@ -2,7 +2,7 @@
 
 nanochat's way: per problem, the prompt (rendered up to <|assistant_start|>) is prefilled once and
 `num_samples` completions are drawn from it at the given temperature/top-k, with the calculator
-tool on (engine_tools: a GSM8K answer may compute through <|python_start|>...); each completion is
+tool on (chat.tools: a GSM8K answer may compute through <|python_start|>...); each completion is
 graded by task.evaluate and the problem counts as solved when any sample passes. Samples are drawn
 in batches of at most `batch_size` rows, batch k of every problem seeded 42 + k (nanochat seeds
 each problem's generation with 42): a problem's samples depend on that problem alone, not on the
