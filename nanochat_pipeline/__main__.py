@@ -5,6 +5,8 @@ import argparse
 import os
 import sys
 
+from nanochat_pipeline.cluster_commands import add_commands as add_cluster_commands
+from nanochat_pipeline.cluster_commands import run_command as run_cluster_command
 from nanochat_pipeline.presets import DEFAULT_PRESET, PRESET_ENV, PresetError, load_preset
 
 
@@ -14,11 +16,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="materialize every asset whose computation exists; skip what is up to date")
     run.add_argument("--preset", default=None,
                      help=f"shipped preset name (demo, scaling, speedrun) or a TOML file; default ${PRESET_ENV} or {DEFAULT_PRESET}")
+    add_cluster_commands(sub)  # dev, manifests
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "run":
+        return run_cluster_command(args)
     name = args.preset or os.environ.get(PRESET_ENV) or DEFAULT_PRESET  # the flag wins over the env var
     try:
         load_preset(name)
@@ -26,9 +31,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nanochat_pipeline: error: {e}", file=sys.stderr)
         return 2
     os.environ[PRESET_ENV] = name  # definitions read the preset from here, as `dagster dev` does
-    from nanochat_pipeline.instance_home import ensure_dagster_home, ensure_training_pool
+    from nanochat_pipeline.instance_home import ensure_training_pool, prepare_dagster_home
+    from nanochat_pipeline.instance_storage import InstanceConfigError
 
-    ensure_dagster_home()
+    try:  # before anything is written: storage this install lacks, an unreachable database
+        _, storage = prepare_dagster_home()
+    except InstanceConfigError as e:
+        print(f"nanochat_pipeline: error: {e}", file=sys.stderr)
+        return 2
+    print(f"instance: {storage}", flush=True)
     import warnings
 
     import dagster as dg

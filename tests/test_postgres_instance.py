@@ -1,0 +1,155 @@
+"""The shipped Postgres instance (deploy/postgres/dagster.yaml) against a real PostgreSQL server: the
+main job records its runs there and skips on a second run; DAGSTER_HOME's own dagster.yaml is used as
+it is and named; bad instance settings fail before anything is written."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nanochat_pipeline.__main__ import main
+from nanochat_pipeline.instance_home import SHIPPED_DAGSTER_YAML, prepare_dagster_home
+from nanochat_pipeline.instance_storage import InstanceConfigError
+from postgres_server import free_port, start_server
+from test_pipeline_helpers import write_tiny_preset
+
+REPO = Path(__file__).resolve().parents[1]
+PG_YAML = REPO / "deploy" / "postgres" / "dagster.yaml"
+
+
+@pytest.fixture(scope="session")
+def pg():
+    server = start_server()
+    if server is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed (apt-get install -y postgresql): CI must run these tests")
+        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_home(pg, tmp_path, tmp_base_dir, monkeypatch, request):
+    """A DAGSTER_HOME holding deploy/postgres/dagster.yaml, on a database of its own."""
+    db = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    pg.create_database(db)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(PG_YAML, home / "dagster.yaml")
+    for key, value in {**pg.env(db), "DAGSTER_HOME": str(home)}.items():
+        monkeypatch.setenv(key, value)
+    return home, db
+
+
+def run_command(preset_path, *extra_env):
+    env = dict(os.environ)
+    for key, value in extra_env:
+        env[key] = value
+    return subprocess.run([sys.executable, "-m", "nanochat_pipeline", "run", "--preset", str(preset_path)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+MAIN_JOB_SECTIONS = """
+[sft]
+max_seq_len = 512
+device_batch_size = 4
+total_batch_size = 2048
+num_iterations = 2
+eval_every = -1
+chatcore_every = -1
+
+[evaluation]
+offline = true
+chat_tasks = "GSM8K"
+chat_max_problems = 1
+"""
+
+
+@pytest.mark.slow
+def test_main_job_records_its_runs_in_postgres_and_a_second_run_skips(pg, pg_home, tmp_path):
+    home, db = pg_home
+    preset = write_tiny_preset(tmp_path, flops=("2e9",), extra_sections=MAIN_JOB_SECTIONS)
+    first = run_command(preset)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert f"instance: PostgreSQL {db} at 127.0.0.1:{pg.port}" in first.stdout
+    # DAGSTER_HOME's own file was used as it is, and no SQLite history was made beside it.
+    assert (home / "dagster.yaml").read_bytes() == PG_YAML.read_bytes()
+    assert not list(home.rglob("*.db"))
+    with pg.connect(db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT status, count(*) FROM runs GROUP BY status")
+        statuses = dict(cur.fetchall())
+        cur.execute("SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'")
+        materializations = cur.fetchone()[0]
+    # raw_corpus, shuffled_shards, tokenizer, synthetic_conversations, eval_bundle, task_data,
+    # base_model[d1|2e9], scaling_results, sft_model[d1|2e9], eval_report[d1|2e9]: one run each
+    assert statuses == {"SUCCESS": 10}, statuses
+    assert materializations == 10
+
+    second = run_command(preset)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert f"instance: PostgreSQL {db}" in second.stdout
+    with pg.connect(db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM runs")
+        assert cur.fetchone()[0] == 10  # the second run added no run
+
+
+def test_unreachable_postgres_fails_in_seconds_naming_host_and_port(pg_home, tmp_path, monkeypatch, capsys,
+                                                                    tmp_base_dir):
+    home, _ = pg_home
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("DAGSTER_PG_PORT", str(port))
+    preset = write_tiny_preset(tmp_path)
+    started = time.monotonic()
+    assert main(["run", "--preset", str(preset)]) == 2
+    assert time.monotonic() - started < 15
+    err = capsys.readouterr().err
+    assert f"cannot reach PostgreSQL at 127.0.0.1:{port}" in err and str(home / "dagster.yaml") in err
+    assert sorted(p.name for p in home.iterdir()) == ["dagster.yaml"]  # nothing written
+    assert not (tmp_base_dir / "pipeline").exists()
+
+
+def test_wrong_password_is_refused_before_anything_is_written(pg_home, tmp_path, monkeypatch, capsys, tmp_base_dir):
+    home, _ = pg_home
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "not-the-password")
+    assert main(["run", "--preset", str(write_tiny_preset(tmp_path))]) == 2
+    assert "password authentication failed" in capsys.readouterr().err
+    assert not (tmp_base_dir / "pipeline").exists()
+
+
+def test_storage_the_install_lacks_is_named(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(yaml.safe_dump(
+        {"storage": {"mysql": {"mysql_db": {"username": "u", "password": "p", "hostname": "h", "db_name": "d"}}}}))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with pytest.raises(InstanceConfigError, match=r"storage\.mysql needs the Python module dagster_mysql.*"
+                                                  r"pip install dagster-mysql"):
+        prepare_dagster_home()
+    (home / "dagster.yaml").write_text(yaml.safe_dump(
+        {"run_launcher": {"module": "dagster_celery_k8s.launcher", "class": "CeleryK8sRunLauncher"}}))
+    with pytest.raises(InstanceConfigError, match="run_launcher needs the Python module dagster_celery_k8s"):
+        prepare_dagster_home()
+
+
+def test_unset_variable_and_bad_slot_count_are_named(pg_home, monkeypatch):
+    monkeypatch.delenv("DAGSTER_PG_HOST")
+    with pytest.raises(InstanceConfigError, match=r"hostname reads \$DAGSTER_PG_HOST, which is not set"):
+        prepare_dagster_home()
+    monkeypatch.setenv("DAGSTER_PG_HOST", "127.0.0.1")
+    monkeypatch.setenv("NANOCHAT_TRAINING_SLOTS", "0")
+    with pytest.raises(InstanceConfigError, match="NANOCHAT_TRAINING_SLOTS='0': must be a whole number of at least 1"):
+        prepare_dagster_home()
+
+
+def test_postgres_home_is_named_and_an_empty_home_gets_the_shipped_sqlite_file(pg, pg_home, tmp_path, monkeypatch):
+    home, db = pg_home
+    assert prepare_dagster_home() == (home, f"PostgreSQL {db} at 127.0.0.1:{pg.port} (user nanochat; {home}/dagster.yaml)")
+    empty = tmp_path / "fresh_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(empty))
+    assert prepare_dagster_home() == (empty, f"SQLite files under {empty}")
+    assert (empty / "dagster.yaml").read_bytes() == SHIPPED_DAGSTER_YAML.read_bytes()
