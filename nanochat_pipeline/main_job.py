@@ -7,6 +7,7 @@ training run and evaluation); the other cells are one click away in the UI.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import dagster as dg
@@ -15,8 +16,15 @@ from nanochat_core.common import settings
 from nanochat_core.synthetic.generate import default_output
 from nanochat_pipeline.assets.data import corpus_file, tokenizer_files
 from nanochat_pipeline.assets.scaling import results_csv
-from nanochat_pipeline.staleness import needs_run, stale_resolver
+from nanochat_pipeline.partitions import cell_from_key, grid_partitions
+from nanochat_pipeline.progress import ProgressWatcher, progress_file
+from nanochat_pipeline.run_records import (failure_message, latest_metadata, materialization_metadata, run_warnings,
+                                           scaling_verdict, was_interrupted)
+from nanochat_pipeline.staleness import run_reason
+from nanochat_pipeline.terminal import Terminal, key_metric
 
+TRAINING_ASSETS = ("base_model", "sft_model")  # their children write a progress file
+WORKSPACE_YAML = Path(__file__).resolve().parent.parent / "workspace.yaml"
 UNPARTITIONED_ORDER = ["raw_corpus", "shuffled_shards", "tokenizer", "synthetic_conversations", "eval_bundle", "task_data"]
 
 
@@ -32,7 +40,6 @@ def artifact_paths(preset, asset: str, partition: str | None) -> list[Path]:
     if asset == "synthetic_conversations":
         return [default_output(root)]
     if asset in ("base_model", "sft_model", "eval_report"):
-        from nanochat_pipeline.partitions import cell_from_key, grid_partitions
         tag = cell_from_key(grid_partitions(preset), partition).model_tag
         return [{"base_model": settings.base_checkpoints_dir(root) / tag,
                  "sft_model": settings.chatsft_checkpoints_dir(root) / tag,
@@ -42,48 +49,99 @@ def artifact_paths(preset, asset: str, partition: str | None) -> list[Path]:
     return []
 
 
-def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, log=print) -> int:
-    """Materialize what is missing or unsynced; return 0 on success, 1 on the first failure."""
+def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, terminal: Terminal,
+                 interactive: bool = False) -> int:
+    """Materialize what is missing or unsynced, one line per asset on `terminal` (a progress bar for
+    training cells); return 0 on success, 1 on the first failure, 130 when interrupted."""
     assets = list(defs.assets)
     graph = defs.resolve_asset_graph()
 
-    def up_to_date(asset: str, partition: str | None = None) -> bool:
-        resolver = stale_resolver(graph, instance)  # fresh each time: earlier steps change the answer
-        return (not needs_run(resolver, dg.AssetKey(asset), partition)
-                and all(p.exists() for p in artifact_paths(preset, asset, partition)))
+    def why_run(asset: str, partition: str | None = None) -> str | None:
+        """None when up to date; else why (never materialized, unsynced, its last blocking check
+        failed, files gone). Asked afresh each time: earlier steps change the answer."""
+        missing = [str(p) for p in artifact_paths(preset, asset, partition) if not p.exists()]
+        return run_reason(graph, instance, dg.AssetKey(asset), partition) or (
+            f"missing on disk: {', '.join(missing)}" if missing else None)
 
-    def materialize(asset: str, partition: str | None = None) -> bool:
+    def materialize(asset: str, partition: str | None = None) -> int:
         label = asset + (f"[{partition}]" if partition else "")
-        if up_to_date(asset, partition):
-            log(f"  {label}: up to date, skipped")
-            return True
-        log(f"  {label}: materializing ...")
-        result = dg.materialize(assets, selection=[asset], partition_key=partition, instance=instance, resources=defs.resources,
-                                raise_on_error=False, tags={"nanochat/main_job": preset.name})
+        reason = why_run(asset, partition)
+        if reason is None:
+            terminal.finished(label, "up to date", None, key_metric(asset, latest_metadata(instance, asset, partition)))
+            return 0
+        since = terminal.started(label + ("" if reason == "never materialized" else f" ({reason})"))
+        with progress_of(asset, partition, label):
+            result = dg.materialize(assets, selection=[asset], partition_key=partition, instance=instance,
+                                    resources=defs.resources, raise_on_error=False,
+                                    tags={"nanochat/main_job": preset.name})
+        for warning in run_warnings(instance, result.run_id):
+            terminal.warn(f"{label}: {warning}")
+        if was_interrupted(result):
+            terminal.finished(label, "interrupted", since)
+            return 130
         if not result.success:
-            failure = next((e.event_specific_data.error.message.strip() for e in result.all_events
-                            if e.is_step_failure and e.event_specific_data.error), "see the run's log")
-            log(f"  {label}: FAILED (run {result.run_id}): {failure}")
-            return False
-        log(f"  {label}: done (run {result.run_id})")
-        return True
+            terminal.finished(label, "FAILED", since, f"run {result.run_id}")
+            terminal.warn(f"{label}: {failure_message(result)}")
+            return 1
+        terminal.finished(label, "done", since, key_metric(asset, materialization_metadata(result, asset)))
+        return 0
 
-    log(f"preset {preset.name} ({preset.path}); artifacts under {preset.root}")
-    for asset in UNPARTITIONED_ORDER:
-        if not materialize(asset):
-            return 1
-    partitions = graph.get(dg.AssetKey("base_model")).partitions_def
-    for cell in partitions.get_partition_keys():
-        if not materialize("base_model", cell):
-            return 1
-    if not materialize("scaling_results"):
-        return 1
-    for cell in preset.chat_cells:
-        for asset in ("sft_model", "eval_report"):
-            if not materialize(asset, cell):
-                return 1
-    log(f"results: {results_csv(preset)}")
-    log(f"checkpoints: {settings.base_checkpoints_dir(preset.root)}, {settings.chatsft_checkpoints_dir(preset.root)}")
-    log(f"report cards: {settings.report_dir(preset.root)}/<tag>/report.md")
-    log(f"history: {instance.root_directory} (open it with `dagster dev -w workspace.yaml`, same DAGSTER_HOME)")
-    return 0
+    def progress_of(asset: str, partition: str | None, label: str):
+        """The training cells' progress bar (their child writes a progress file); nothing for the rest."""
+        if asset not in TRAINING_ASSETS or partition is None:
+            return contextlib.nullcontext()
+        tag = cell_from_key(grid_partitions(preset), partition).model_tag
+        return ProgressWatcher(progress_file(preset.root, asset, tag), label, terminal.console, interactive)
+
+    def steps():
+        for asset in UNPARTITIONED_ORDER:
+            yield asset, None
+        for cell in graph.get(dg.AssetKey("base_model")).partitions_def.get_partition_keys():
+            yield "base_model", cell
+        yield "scaling_results", None
+        for cell in preset.chat_cells:
+            for asset in ("sft_model", "eval_report"):
+                yield asset, cell
+
+    code = 0
+    try:
+        for asset, partition in steps():
+            code = materialize(asset, partition)
+            if code:
+                break
+    except KeyboardInterrupt:  # between runs (a run itself turns Ctrl-C into an interrupted step)
+        code = 130
+    closing(terminal, preset, instance, code)
+    return code
+
+
+def closing(terminal: Terminal, preset, instance: dg.DagsterInstance, code: int) -> None:
+    """The summary table, the scaling verdict, where everything is, how to resume and open the UI."""
+    terminal.say()
+    terminal.summary_table()
+    terminal.say()
+    from nanochat_core.scaling.analysis import FIT_FILE  # torch: only once the job is over
+
+    terminal.say(f"scaling: {scaling_verdict(instance, results_csv(preset).parent / FIT_FILE)}")
+    terminal.say(f"results: {results_csv(preset).parent}")
+    terminal.say(f"checkpoints: {settings.base_checkpoints_dir(preset.root)}, {settings.chatsft_checkpoints_dir(preset.root)}")
+    terminal.say(f"report cards: {settings.report_dir(preset.root)}/<tag>/report.md")
+    terminal.say(f"history: {instance.root_directory}; open it with: {ui_command(preset, instance)}")
+    if code == 130:
+        terminal.say("interrupted: the cell in progress saved a checkpoint. Resume with: "
+                     f"python -m nanochat_pipeline run --preset {preset_argument(preset)}")
+    elif code:
+        terminal.say("failed: the log file has the whole error; fix it and run the same command again "
+                     "(what is done is skipped)")
+
+
+def preset_argument(preset) -> str:
+    """The --preset value that names this preset again: its name if shipped, else its file."""
+    from nanochat_pipeline.presets import SHIPPED_DIR
+
+    return preset.name if Path(preset.path).parent == SHIPPED_DIR else str(preset.path)
+
+
+def ui_command(preset, instance: dg.DagsterInstance) -> str:
+    return (f"DAGSTER_HOME={instance.root_directory} NANOCHAT_PRESET={preset_argument(preset)} "
+            f"dagster dev -w {WORKSPACE_YAML}")

@@ -1,20 +1,28 @@
-"""The scaling-law schedule: one run per grid cell that is missing or unsynced, none for the rest."""
+"""The scaling-law schedule: one run per grid cell that is missing or unsynced, none for the rest,
+and none on a tokenizer (or any upstream) whose last blocking check failed."""
 
 import dagster as dg
 
 from nanochat_pipeline.presets import Preset
-from nanochat_pipeline.staleness import cells_needing_run
+from nanochat_pipeline.staleness import plan_cells
 
 
 def build_scaling_schedule(preset: Preset, partitions, grid_job) -> dg.ScheduleDefinition:
     @dg.schedule(name="scaling_grid_schedule", job=grid_job, cron_schedule=preset.schedule_cron,
                  default_status=dg.DefaultScheduleStatus.STOPPED,
-                 description=f"Fill in the {preset.name} grid: train every missing or unsynced base_model cell.")
+                 description=f"Fill in the {preset.name} grid: train every missing or unsynced base_model cell, "
+                             "never on an upstream whose blocking check failed, and never again a cell whose "
+                             "last run failed its checks for the same code and data.")
     def scaling_grid_schedule(context: dg.ScheduleEvaluationContext):
         tick = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
-        for cell in cells_needing_run(context.repository_def.asset_graph, context.instance, partitions):
-            # The run key holds the tick time: re-evaluating one tick launches nothing twice, and a
-            # cell still missing at the next tick gets a new run.
-            yield dg.RunRequest(partition_key=cell, run_key=f"{cell}@{tick}")
+        cells, skipped = plan_cells(context.repository_def.asset_graph, context.instance, partitions)
+        for cell, why in skipped.items():
+            context.log.warning(f"cell {cell} skipped: {why}")  # the tick's log in the UI
+        if not cells:
+            reasons = "; ".join(f"{cell}: {why}" for cell, why in skipped.items())
+            return dg.SkipReason(f"no cell to run. {reasons}" if reasons else "every cell is up to date")
+        # The run key holds the tick time: re-evaluating one tick launches nothing twice, and a
+        # cell still missing at the next tick gets a new run.
+        return [dg.RunRequest(partition_key=cell, run_key=f"{cell}@{tick}") for cell in cells]
 
     return scaling_grid_schedule

@@ -1,9 +1,17 @@
-"""Which grid cells (and assets) need a run: never materialized, or unsynced with their upstream."""
+"""Which assets (and grid cells) need a run, and which must not be consumed.
+
+An asset needs a run when it was never materialized, when it is unsynced with its upstream, or when
+its latest materialization failed one of its blocking checks: Dagster records the materialization
+even then, so "materialized and in sync" alone would call a failed tokenizer up to date and train
+every cell on it. The main job, the schedule and (through all_deps_blocking_checks_passed) the
+automation sensor all read the same answer from the instance.
+"""
 from __future__ import annotations
 
 import dagster as dg
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.events import DagsterEventType
 from dagster._time import get_current_datetime
 
 
@@ -20,7 +28,84 @@ def needs_run(resolver: CachingStaleStatusResolver, key: dg.AssetKey, partition:
     return resolver.get_status(key, partition) != StaleStatus.FRESH
 
 
-def cells_needing_run(asset_graph, instance: dg.DagsterInstance, partitions) -> list[str]:
+def failed_blocking_check(asset_graph, instance: dg.DagsterInstance, key: dg.AssetKey,
+                          partition: str | None = None) -> str | None:
+    """Why the latest materialization of `key` (its `partition`) must not be consumed: "its last
+    blocking check <name> failed: <what it said>", or None when every blocking check of that
+    materialization passed (or none ran). Only the checks evaluated with that materialization
+    count: a new materialization clears an older failure."""
+    f = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
+    latest = instance.fetch_materializations(f, limit=1).records
+    if not latest:
+        return None
+    blocking = {k for k in asset_graph.get(key).check_keys if asset_graph.get_check_spec(k).blocking}
+    # The checks are evaluated in the materializing run. Read them from that run's events, not from a
+    # check's history: a check of a partitioned asset is itself unpartitioned here, so its history
+    # mixes every cell.
+    events = instance.event_log_storage.get_records_for_run(
+        latest[0].run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records
+    for event in events:
+        evaluation = event.event_log_entry.dagster_event.event_specific_data
+        target = evaluation.target_materialization_data
+        if (evaluation.asset_check_key not in blocking or evaluation.passed
+                or evaluation.severity != dg.AssetCheckSeverity.ERROR  # a WARN result never blocks, in Dagster either
+                or (target is not None and target.storage_id != latest[0].storage_id)):
+            continue
+        return f"its last blocking check {evaluation.check_name} failed: {check_message(evaluation)}"
+    return None
+
+
+def check_message(evaluation) -> str:
+    """The check's own description, else its metadata as `key=value` pairs."""
+    if evaluation.description:
+        return evaluation.description
+    return ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in evaluation.metadata.items()) or "(no details)"
+
+
+def run_reason(asset_graph, instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None,
+               resolver: CachingStaleStatusResolver | None = None) -> str | None:
+    """Why `key` (`partition`) needs a run, or None when it is up to date and its checks passed."""
+    resolver = resolver or stale_resolver(asset_graph, instance)
+    status = resolver.get_status(key, partition)
+    if status == StaleStatus.MISSING:
+        return "never materialized"
+    if status == StaleStatus.STALE:
+        causes = resolver.get_stale_root_causes(key, partition)
+        return "unsynced: " + ("; ".join(f"{c.key.asset_key.to_user_string()} {c.reason}" for c in causes)
+                               if causes else "an upstream or code version changed")
+    return failed_blocking_check(asset_graph, instance, key, partition)
+
+
+def blocked_upstream(asset_graph, instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    """'<parent>: its last blocking check ... failed: ...' for the first unpartitioned parent of
+    `key` whose latest materialization failed a blocking check, else None."""
+    for parent in sorted(asset_graph.get(key).parent_keys, key=lambda k: k.to_user_string()):
+        if asset_graph.get(parent).partitions_def is not None:
+            continue  # a partitioned parent is judged per partition by its own caller
+        reason = failed_blocking_check(asset_graph, instance, parent)
+        if reason:
+            return f"{parent.to_user_string()}: {reason}"
+    return None
+
+
+def plan_cells(asset_graph, instance: dg.DagsterInstance, partitions,
+               key: dg.AssetKey = dg.AssetKey("base_model")) -> tuple[list[str], dict[str, str]]:
+    """(cells to run, {cell: why it is skipped although not simply up to date}).
+
+    A cell runs when it is missing or unsynced and no upstream failed its blocking checks. A cell
+    whose latest run failed its own checks for the same code and data (still in sync) is skipped:
+    running it again would fail the same way; a change upstream or in code makes it unsynced again."""
     resolver = stale_resolver(asset_graph, instance)
-    key = dg.AssetKey("base_model")
-    return [p for p in partitions.get_partition_keys() if needs_run(resolver, key, p)]
+    upstream = blocked_upstream(asset_graph, instance, key)
+    run, skipped = [], {}
+    for cell in partitions.get_partition_keys():
+        if needs_run(resolver, key, cell):
+            if upstream:
+                skipped[cell] = f"not run: upstream {upstream}"
+            else:
+                run.append(cell)
+            continue
+        failed = failed_blocking_check(asset_graph, instance, key, cell)
+        if failed:
+            skipped[cell] = f"not run again for the same code and data: {failed}"
+    return run, skipped

@@ -72,7 +72,8 @@ def test_sft_then_eval_report(chat_cell):
     defs, preset, instance = chat_cell
     result = materialize(defs, instance, ["sft_model"], CELL)
     assert result.success
-    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"sft_checkpoint_loads": True}
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"sft_checkpoint_loads": True, "sft_built_on_cell_base": True}
     mat = latest_materialization(instance, "sft_model", CELL)
     sft = values(mat)
     assert sft["steps"] == 6 and math.isfinite(sft["final_loss"])

@@ -7,6 +7,7 @@ same training pool as base_model, resuming an interrupted run from its checkpoin
 """
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
@@ -21,7 +22,28 @@ from nanochat_pipeline.presets import Preset
 from nanochat_pipeline.required_files import require_files
 
 SFT_CHILD_MODULE = "nanochat_pipeline.sft_child"
-SFT_MODEL_CHECKS = [dg.AssetCheckSpec("sft_checkpoint_loads", asset="sft_model", blocking=True)]
+SFT_MODEL_CHECKS = [dg.AssetCheckSpec(n, asset="sft_model", blocking=True)
+                    for n in ("sft_checkpoint_loads", "sft_built_on_cell_base")]
+
+
+def built_on_base_check(ckpt_dir: Path, step: int, base_dir: Path, tag: str) -> dg.AssetCheckResult:
+    """sft_built_on_cell_base: the SFT checkpoint's meta names this cell's base (tag and last step)
+    and has its architecture; a checkpoint fine-tuned from another cell's base would pass the load
+    check yet put the wrong model's numbers in this cell's report card."""
+    from nanochat_core.model import checkpoint as ckpt
+
+    meta, base_step = ckpt.load_meta(ckpt_dir, step), ckpt.find_last_step(base_dir)
+    base_config = ckpt.load_meta(base_dir, base_step)["model_config"]
+    where = ckpt.meta_path(ckpt_dir, step)
+    problems = []
+    if (meta.get("base_model_tag"), meta.get("base_step")) != (tag, base_step):
+        problems.append(f"fine-tuned from base {meta.get('base_model_tag')!r} step {meta.get('base_step')}, "
+                        f"not this cell's {tag!r} step {base_step}")
+    if meta.get("model_config") != base_config:
+        problems.append(f"model_config {meta.get('model_config')} differs from the base's {base_config}")
+    return dg.AssetCheckResult(check_name="sft_built_on_cell_base", passed=not problems,
+                               description=f"{where}: " + ("; ".join(problems) if problems else
+                                                           f"built on {base_dir} step {base_step}"))
 
 
 def build_chat_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, base_model_asset, task_data_asset) -> list:
@@ -58,6 +80,7 @@ def build_chat_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, 
             ["--model-tag", cell.model_tag, "--identity", str(path), "--task-data", str(task_data_dir(preset)),
              "--sft-json", json.dumps(flags)])
         return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version,
-                                    check_results=[checkpoint_loads_check(SFT_MODEL_CHECKS[0].name, ckpt_dir, step)])
+                                    check_results=[checkpoint_loads_check("sft_checkpoint_loads", ckpt_dir, step),
+                                                   built_on_base_check(ckpt_dir, step, base_dir, cell.model_tag)])
 
     return [synthetic_conversations, sft_model]

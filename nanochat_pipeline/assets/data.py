@@ -11,7 +11,10 @@ from nanochat_core.common.file_hash import files_sha256
 from nanochat_pipeline.required_files import require_files
 from nanochat_pipeline.presets import Preset
 
-AUTOMATION = dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()
+# Never consume an upstream whose latest blocking check failed (Dagster records the materialization
+# anyway); a new, passing materialization of it lifts the gate.
+AUTOMATION = ((dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed())
+              & dg.AutomationCondition.all_deps_blocking_checks_passed())
 # Round trip and compression floor for the tokenizer check: a BPE tokenizer that compresses
 # English below 1.5 bytes/token has (almost) no merges and would make training meaningless.
 MIN_BYTES_PER_TOKEN = 1.5
@@ -109,16 +112,28 @@ def shard_checks(shards_dir: Path, row_group_size: int) -> list[dg.AssetCheckRes
 
     files = list_parquet_files(shards_dir)
     rows = [pq.ParquetFile(f).metadata for f in files]
+    empty = [f.name for f, m in zip(files, rows) if m.num_rows == 0]
     # Every row group but each shard's last holds exactly row_group_size documents.
-    bad_groups = [f.name for f, m in zip(files, rows)
-                  if any(m.row_group(i).num_rows != row_group_size for i in range(m.num_row_groups - 1))]
+    bad_groups = {f.name: sorted({m.row_group(i).num_rows for i in range(m.num_row_groups - 1)} - {row_group_size})
+                  for f, m in zip(files, rows)}
+    bad_groups = {name: sizes for name, sizes in bad_groups.items() if sizes}
     return [
-        dg.AssetCheckResult(check_name="shards_not_empty", passed=bool(files) and all(m.num_rows > 0 for m in rows),
-                            metadata={"shards": len(files)}),
-        dg.AssetCheckResult(check_name="row_groups_as_configured", passed=not bad_groups,
-                            metadata={"row_group_size": row_group_size, "shards_with_other_sizes": ", ".join(bad_groups)}),
-        dg.AssetCheckResult(check_name="has_validation_shard", passed=len(files) >= 2,
-                            description="the last shard is validation; at least one train shard must precede it"),
+        dg.AssetCheckResult(
+            check_name="shards_not_empty", passed=bool(files) and not empty, metadata={"shards": len(files)},
+            description=(f"no parquet shard in {shards_dir}" if not files else
+                         f"{shards_dir}: shards with 0 documents: {', '.join(empty)}" if empty else
+                         f"{len(files)} shards in {shards_dir}, none empty")),
+        dg.AssetCheckResult(
+            check_name="row_groups_as_configured", passed=not bad_groups,
+            metadata={"row_group_size": row_group_size,
+                      "shards_with_other_sizes": ", ".join(f"{n}: {v}" for n, v in bad_groups.items())},
+            description=(f"{shards_dir}: row groups other than {row_group_size} documents (before each shard's "
+                         f"last): " + "; ".join(f"{n} has {v}" for n, v in bad_groups.items())) if bad_groups else
+                        f"every row group but each shard's last holds {row_group_size} documents"),
+        dg.AssetCheckResult(
+            check_name="has_validation_shard", passed=len(files) >= 2, metadata={"shards": len(files)},
+            description=f"{shards_dir} holds {len(files)} shard(s); the last one is validation, and at least one "
+                        "train shard must precede it"),
     ]
 
 
@@ -126,13 +141,32 @@ def tokenizer_checks(tok_dir: Path, shards_dir: Path) -> list[dg.AssetCheckResul
     from nanochat_core.data.parquet_files import iter_shard_texts
     from nanochat_core.tokenizer.bpe import Tokenizer
 
+    file = tok_dir / "tokenizer.pkl"
     tok = Tokenizer.from_directory(tok_dir)
     sample = "".join(iter_shard_texts(split="val", data_dir=shards_dir, max_chars=50_000))
-    ids = tok.encode(sample)
+    try:
+        ids = tok.encode(sample)
+        decoded = tok.decode(ids)
+    except BaseException as e:  # tiktoken panics (a BaseException) on a byte missing from the table
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        why = f"{file} cannot encode the validation text: {type(e).__name__}: {e}"
+        return [dg.AssetCheckResult(check_name="round_trip", passed=False, description=why),
+                dg.AssetCheckResult(check_name="bytes_per_token_above_floor", passed=False, description=why)]
+    first_diff = next((i for i, (a, b) in enumerate(zip(decoded, sample)) if a != b), min(len(decoded), len(sample)))
+    round_trips = decoded == sample
     bytes_per_token = len(sample.encode()) / max(1, len(ids))
     return [
-        dg.AssetCheckResult(check_name="round_trip", passed=tok.decode(ids) == sample,
-                            metadata={"sample_chars": len(sample)}),
-        dg.AssetCheckResult(check_name="bytes_per_token_above_floor", passed=bytes_per_token >= MIN_BYTES_PER_TOKEN,
-                            metadata={"bytes_per_token": bytes_per_token, "floor": MIN_BYTES_PER_TOKEN}),
+        dg.AssetCheckResult(
+            check_name="round_trip", passed=round_trips, metadata={"sample_chars": len(sample)},
+            description=(f"{file}: decode(encode(text)) equals the {len(sample):,} characters of validation text"
+                         if round_trips else f"{file}: decode(encode(text)) differs from the validation text at "
+                                             f"character {first_diff}: {sample[first_diff:first_diff + 20]!r} became "
+                                             f"{decoded[first_diff:first_diff + 20]!r}")),
+        dg.AssetCheckResult(
+            check_name="bytes_per_token_above_floor", passed=bytes_per_token >= MIN_BYTES_PER_TOKEN,
+            metadata={"bytes_per_token": bytes_per_token, "floor": MIN_BYTES_PER_TOKEN},
+            description=f"{file} compresses the validation text to {bytes_per_token:.3f} bytes/token "
+                        f"({'at or above' if bytes_per_token >= MIN_BYTES_PER_TOKEN else 'below'} the floor "
+                        f"{MIN_BYTES_PER_TOKEN})"),
     ]

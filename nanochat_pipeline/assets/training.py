@@ -77,7 +77,7 @@ def checkpoint_loads_check(name: str, ckpt_dir: Path, step: int) -> dg.AssetChec
         ckpt.build_model(*ckpt.load_checkpoint(ckpt_dir, step)[::2], device="cpu")
         loads, why = True, f"loaded {ckpt.model_path(ckpt_dir, step)}"
     except Exception as e:  # any failure to load is what this check reports
-        loads, why = False, f"{type(e).__name__}: {e}"
+        loads, why = False, f"{ckpt.model_path(ckpt_dir, step)} (step {step}) does not load: {type(e).__name__}: {e}"
     return dg.AssetCheckResult(check_name=name, passed=loads, description=why)
 
 
@@ -109,18 +109,41 @@ def inline_loss_curve(result: dg.MaterializeResult) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=metadata, data_version=result.data_version)
 
 
-def base_model_checks(metadata: dict, ckpt_dir: Path, step: int) -> list[dg.AssetCheckResult]:
+def uniform_guess_bpb(tok_dir: Path, shards_dir: Path, max_chars: int = 200_000) -> float:
+    """Bits per byte of a model that gives every token of the vocabulary the same probability, on
+    the validation text: log2(vocab) bits per token over that text's bytes per token. A trained
+    model must beat it; one that does not has learned nothing (or diverged)."""
+    from nanochat_core.data.parquet_files import iter_shard_texts
+    from nanochat_core.tokenizer.bpe import Tokenizer
+
+    tok = Tokenizer.from_directory(tok_dir)
+    text = "".join(iter_shard_texts(split="val", data_dir=shards_dir, max_chars=max_chars))
+    return len(tok.encode(text)) * math.log2(tok.get_vocab_size()) / max(1, len(text.encode()))
+
+
+def plausible_loss_check(metadata: dict, uniform_bpb: float) -> dg.AssetCheckResult:
+    """finite_loss_and_val_bpb: final loss and val_bpb finite and above 0, val_bpb below a uniform guess."""
     def number(key):
         value = metadata.get(key)
-        return getattr(value, "value", value)
+        value = getattr(value, "value", value)
+        return float(value) if isinstance(value, (int, float)) else None
 
     loss, bpb = number("final_loss"), number("val_bpb")
-    finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (loss, bpb))
-    return [
-        dg.AssetCheckResult(check_name="finite_loss_and_val_bpb", passed=finite,
-                            metadata={"final_loss": str(loss), "val_bpb": str(bpb)}),
-        checkpoint_loads_check("checkpoint_loads", ckpt_dir, step),
-    ]
+    where = metadata.get("checkpoint")
+    where = getattr(where, "value", where) or "the checkpoint"
+    problems = [f"{name} is {value}" for name, value in (("final_loss", loss), ("val_bpb", bpb))
+                if value is None or not math.isfinite(value) or value <= 0]
+    if not problems and bpb >= uniform_bpb:
+        problems.append(f"val_bpb {bpb:.4f} is not below {uniform_bpb:.4f}, the bpb of a uniform guess over the "
+                        "vocabulary on the same validation text")
+    description = (f"{where}: " + "; ".join(problems) + " (diverged? try a smaller learning rate or longer warmup)"
+                   if problems else f"{where}: val_bpb {bpb:.4f} in (0, {uniform_bpb:.4f}), final loss {loss:.4f}")
+    return dg.AssetCheckResult(check_name="finite_loss_and_val_bpb", passed=not problems, description=description,
+                               metadata={"final_loss": str(loss), "val_bpb": str(bpb), "uniform_guess_bpb": uniform_bpb})
+
+
+def base_model_checks(metadata: dict, ckpt_dir: Path, step: int, uniform_bpb: float) -> list[dg.AssetCheckResult]:
+    return [plausible_loss_check(metadata, uniform_bpb), checkpoint_loads_check("checkpoint_loads", ckpt_dir, step)]
 
 
 def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, tokenizer_asset) -> list:
@@ -140,6 +163,8 @@ def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefiniti
             ["--depth", str(cell.depth), "--target-flops", cell.flops_key, "--model-tag", cell.model_tag,
              "--train-json", json.dumps(train_overrides(preset, config))])
         return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version,
-                                    check_results=base_model_checks(dict(result.metadata or {}), ckpt_dir, step))
+                                    check_results=base_model_checks(
+                                        dict(result.metadata or {}), ckpt_dir, step,
+                                        uniform_guess_bpb(settings.tokenizer_dir(root), settings.base_data_dir(root))))
 
     return [base_model]
