@@ -1,0 +1,62 @@
+"""The offline arithmetic task: deterministic by seed, disjoint splits, GSM8K's answer form, working calculator calls."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from nanochat_core.chat.calculator import use_calculator
+from nanochat_core.tasks.arithmetic import Arithmetic, is_test_question
+from nanochat_core.tasks.gsm8k import ANNOTATION, GSM8K
+from nanochat_core.tokenizer.chat_render import render_conversation
+from train_fixtures import write_tokenizer
+
+
+def test_same_seed_same_problems_and_other_seed_others():
+    a, b, c = Arithmetic("train", seed=3, size=200), Arithmetic("train", seed=3, size=200), Arithmetic("train", seed=4, size=200)
+    assert a.items == b.items and a.items != c.items
+    assert len({q for q, _ in a.items}) == 200  # distinct questions
+
+
+def test_splits_are_disjoint_and_sized():
+    train, test = Arithmetic("train", size=2000), Arithmetic("test")
+    assert len(test) == 500 and len(train) == 2000
+    assert not {q for q, _ in train.items} & {q for q, _ in test.items}
+    assert all(is_test_question(q) for q, _ in test.items) and not any(is_test_question(q) for q, _ in train.items)
+
+
+def test_reference_answers_are_right_and_use_the_calculator():
+    task = Arithmetic("train", size=300)
+    for question, answer in task.items:
+        calls = ANNOTATION.findall(answer)
+        assert calls, answer
+        for expression, output in calls:  # what the engine's calculator gives back is what the row says
+            assert str(use_calculator(expression)) == output, (expression, output)
+        numbers = [int(n) for n in re.findall(r"\d+", question)]
+        final = int(answer.rsplit("#### ", 1)[1])
+        assert str(final) == calls[-1][1] and all(0 < n for n in numbers)
+
+
+def test_grading_is_gsm8ks():
+    task = Arithmetic("test", size=20)
+    conv = task[0]
+    answer = task.items[0][1].rsplit("#### ", 1)[1]
+    assert task.evaluate(conv, f"so it is #### {answer}") and not task.evaluate(conv, f"#### {int(answer) + 1}")
+    assert not task.evaluate(conv, f"{answer}")  # no `#### ` marker, no credit
+    # the same conversation graded as GSM8K grades it
+    assert GSM8K.evaluate(task, conv, f"#### {answer}")
+
+
+def test_rows_render_for_sft_with_supervised_tool_calls(tmp_path):
+    task = Arithmetic("train", size=5)
+    tok = write_tokenizer(tmp_path / "tok", [q + a for q, a in task.items], 270)
+    ids, mask = render_conversation(tok, task[0])
+    start, end = tok.encode_special("<|python_start|>"), tok.encode_special("<|output_start|>")
+    assert mask[ids.index(start)] == 1 and mask[ids.index(end)] == 0
+
+
+def test_bad_arguments_are_refused_clearly():
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        Arithmetic("validation")
+    with pytest.raises(ValueError, match="only .* distinct train problems with max_operand 2"):
+        Arithmetic("train", size=5000, max_operand=2)
