@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from nanochat_pipeline.cluster_commands import add_commands as add_cluster_commands
 from nanochat_pipeline.cluster_commands import run_command as run_cluster_command
@@ -16,6 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="materialize every asset whose computation exists; skip what is up to date")
     run.add_argument("--preset", default=None,
                      help=f"shipped preset name (demo, scaling, speedrun) or a TOML file; default ${PRESET_ENV} or {DEFAULT_PRESET}")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="stream everything (Dagster's event log, every training step, the children's output) "
+                          "instead of one line per asset and a log file")
     add_cluster_commands(sub)  # dev, manifests
     return p
 
@@ -48,10 +52,28 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     from nanochat_pipeline import definitions
     from nanochat_pipeline.main_job import run_main_job
+    from nanochat_pipeline.progress import is_terminal
+    from nanochat_pipeline.terminal import Terminal, captured_output
 
-    with dg.DagsterInstance.get() as instance:
+    preset = definitions.preset
+    log_path = None if args.verbose else run_log_path(preset.root)
+    interactive = is_terminal(sys.stdout)
+    print(f"preset {preset.name} ({preset.path}); artifacts under {preset.root}", flush=True)
+    if log_path is not None:
+        print(f"log: {log_path}", flush=True)
+    with dg.DagsterInstance.get() as instance, captured_output(log_path) as console:
         ensure_training_pool(instance)
-        return run_main_job(definitions.defs, definitions.preset, instance)
+        code = run_main_job(definitions.defs, preset, instance, Terminal(console), interactive and log_path is not None)
+    if log_path is not None:
+        print(f"log: {log_path}")
+    return code
+
+
+def run_log_path(preset_root) -> Path:
+    """One log file per main-job run, under the preset's folder, named by its start time (UTC)."""
+    from datetime import datetime, timezone
+
+    return Path(preset_root) / "logs" / f"main_job_{datetime.now(timezone.utc):%Y%m%d_%H%M%S}.log"
 
 
 if __name__ == "__main__":

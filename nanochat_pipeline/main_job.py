@@ -1,6 +1,6 @@
 """The one-command main job: materialize, in-process, every asset whose computation exists.
 
-Each asset (each base_model cell) is its own run on the persistent instance, so `dagster dev`
+Each asset (each base_model cell) is its own run on the persistent instance, so `dg dev`
 shows the same history; assets that are up to date (materialized, not unsynced, files on disk)
 are skipped. sft_model and eval_report run for the preset's chat_cells only (each is one more
 training run and evaluation); the other cells are one click away in the UI.
@@ -144,4 +144,4 @@ def preset_argument(preset) -> str:
 
 def ui_command(preset, instance: dg.DagsterInstance) -> str:
     return (f"DAGSTER_HOME={instance.root_directory} NANOCHAT_PRESET={preset_argument(preset)} "
-            f"dagster dev -w {WORKSPACE_YAML}")
+            f"dg dev -w {WORKSPACE_YAML}")

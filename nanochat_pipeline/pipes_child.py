@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import Callable
 
 from nanochat_pipeline.pictures import loss_curve_png
+from nanochat_pipeline.progress import ProgressWriter
 
 EXIT_INTERRUPTED = 130  # the run was cancelled: a checkpoint was saved, nothing is materialized
 LOSS_CURVE_NAME = "loss_curve.png"
 
 
 def run_training_child(tag: str, train: Callable, curve_path: Path,
-                       metadata_of: Callable[[dict, dict, Path, Path], dict], resume_from_step: int = -1) -> int:
-    """train(on_metrics) -> summary; metadata_of(summary, meta, model_file, curve) -> Dagster metadata."""
+                       metadata_of: Callable[[dict, dict, Path, Path], dict], resume_from_step: int = -1,
+                       progress_path: Path | None = None) -> int:
+    """train(on_metrics) -> summary; metadata_of(summary, meta, model_file, curve) -> Dagster metadata.
+    progress_path: where rank 0 keeps its latest step, loss and tok/s for the main job's progress bar."""
     from dagster_pipes import open_dagster_pipes
 
     from nanochat_core.common.file_hash import files_sha256
@@ -30,8 +33,11 @@ def run_training_child(tag: str, train: Callable, curve_path: Path,
     with (open_dagster_pipes() if is_rank0 else contextlib.nullcontext()) as pipes:
         log = pipes.log.info if pipes is not None else (lambda msg: None)
         steps, losses = [], []
+        write_progress = ProgressWriter(progress_path) if is_rank0 and progress_path is not None else None
 
         def on_metrics(m: dict) -> None:
+            if write_progress is not None:
+                write_progress(m)
             if "val_bpb" in m:
                 log(f"step {m['step']}: val_bpb {m['val_bpb']:.4f}")
             elif "loss" in m:

@@ -13,6 +13,7 @@ import json
 import sys
 
 from nanochat_pipeline.pipes_child import curve_metadata, run_training_child
+from nanochat_pipeline.progress import progress_file
 
 SFT_LOSS_CURVE_NAME = "sft_loss_curve.png"
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.model_tag, lambda on_metrics: train_sft(args, on_metrics=on_metrics),
         settings.report_dir() / cli.model_tag / SFT_LOSS_CURVE_NAME,
         lambda summary, meta, model_file, curve: sft_metadata(summary, model_file) | {"loss_curve": curve_metadata(curve)},
-        cli.resume_from_step)
+        cli.resume_from_step, progress_file(settings.base_dir(), "sft_model", cli.model_tag))
 
 
 if __name__ == "__main__":

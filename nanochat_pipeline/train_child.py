@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from nanochat_pipeline.pipes_child import LOSS_CURVE_NAME, curve_metadata, run_training_child
+from nanochat_pipeline.progress import progress_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cell_metadata(summary: dict, meta: dict, target_flops: float, depth: int, checkpoint: Path, curve: Path) -> dict:
     """Numeric metadata (plotted across materializations) plus what scaling_results needs."""
-    from nanochat_core.scaling.results_csv import row_from_training
+    from nanochat_core.scaling.results_csv import row_from_training, shape_from_meta
 
-    row = row_from_training(target_flops, depth, meta["model_config"]["n_embd"], summary)
+    row = row_from_training(target_flops, depth, meta["model_config"]["n_embd"], summary, shape_from_meta(meta))
     metadata = {k: v for k, v in row.items() if v is not None}
     metadata.update({
         "val_bpb": summary["val_bpb"] if summary["val_bpb"] is not None else float("nan"),
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.report_dir() / cli.model_tag / LOSS_CURVE_NAME,
         lambda summary, meta, model_file, curve: cell_metadata(summary, meta, cli.target_flops, cli.depth,
                                                                model_file, curve),
-        cli.resume_from_step)
+        cli.resume_from_step, progress_file(settings.base_dir(), "base_model", cli.model_tag))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def train_base(args, on_metrics: Callable[[dict], None] | None = None) -> dict:
     """Train a base model as `args` (see nanochat_core.train.args) say; return summary metrics.
 
     `on_metrics` is called on rank 0 after every step with {step, loss (smoothed, as logged),
-    raw_loss, lrm, dt, tok_per_sec, mfu, total_time} and after every validation with {step, val_bpb}.
+    raw_loss, lrm, dt, tok_per_sec, mfu, total_time, progress} and after every validation with {step, val_bpb}.
     """
     args = validate_args(args)
     settings.load_dotenv_file()
@@ -203,7 +203,7 @@ class BaseTrainer(TrainingLoop):
     def log_step(self, step: int, loss: float, lrm: float, dt: float) -> None:
         metrics, n = self._step_metrics(step, loss, lrm, dt), self.num_iterations
         print0(step_line(f"step {step:05d}/{n:05d} ({100 * step / n:.2f}%)", metrics))
-        self._report(metrics)
+        self._report(metrics | {"progress": (step + 1) / n})  # as chat_sft's: the fraction done
 
     def summary(self, interrupted: bool) -> dict:
         return self._summary(interrupted, self.num_iterations, self.args.model_tag) | {

@@ -1,0 +1,75 @@
+"""What a finished main-job run left in the instance, read back for the terminal: its materialization's
+metadata, its warnings, why it failed, whether it was interrupted, and the scaling verdict."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import dagster as dg
+
+INTERRUPTED_ERRORS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
+
+
+def materialization_metadata(result, asset: str) -> dict:
+    for event in result.all_events:
+        if event.is_step_materialization and event.asset_key == dg.AssetKey(asset):
+            return dict(event.step_materialization_data.materialization.metadata)
+    return {}
+
+
+def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str | None) -> dict:
+    """The metadata of the latest materialization (an up-to-date asset's key metric)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
+        limit=1).records
+    return dict(records[0].asset_materialization.metadata) if records else {}
+
+
+def run_warnings(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The run's own warning lines (context.log.warning: a NaN cell, a skipped evaluation), not
+    Dagster's engine events."""
+    return [entry.user_message for entry in instance.all_logs(run_id)
+            if entry.level == logging.WARNING and entry.dagster_event is None]
+
+
+def _errors(result):
+    for event in result.all_events:
+        if event.is_step_failure and event.event_specific_data.error:
+            error = event.event_specific_data.error
+            while error is not None:
+                yield error
+                error = error.cause
+
+
+def failure_message(result) -> str:
+    first = next(_errors(result), None)
+    return first.message.strip() if first is not None else "see the log file"
+
+
+def was_interrupted(result) -> bool:
+    return any(error.cls_name in INTERRUPTED_ERRORS for error in _errors(result))
+
+
+def scaling_verdict(instance: dg.DagsterInstance, default_fit_json: Path) -> str:
+    """One line from scaling_results' fit.json: its verdict (and whether it is credible) when the fit
+    records one, else the optimal tokens:params ratio, else why there is none."""
+    fit_path = latest_metadata(instance, "scaling_results", None).get("fit_json")
+    path = Path(getattr(fit_path, "value", fit_path) or default_fit_json)
+    try:
+        fit = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no fit yet (scaling_results has not run)"
+    except (OSError, ValueError) as e:
+        return f"fit.json unreadable ({path}: {e})"
+    verdict, credible = fit.get("verdict"), fit.get("credible")
+    if isinstance(verdict, dict):
+        verdict = verdict.get("text") or verdict.get("summary")
+    if isinstance(verdict, str) and verdict:
+        judged = {True: " (credible)", False: " (not credible)"}.get(credible, "")
+        return verdict.strip().splitlines()[0] + judged
+    ratio = fit.get("optimal_ratio")
+    ratio = ratio.get("value") if isinstance(ratio, dict) else ratio
+    if isinstance(ratio, (int, float)):
+        return f"optimal tokens:params ratio {ratio:.3g} (the fit records no verdict)"
+    return f"no optimal ratio: the grid is too thin to fit (see {path})"

@@ -1,0 +1,136 @@
+"""What the main job shows a person: a line per asset at its start and end, up-to-date lines, short
+warnings once, then a summary table; everything else (Dagster's event log, each training step, the
+children's output) goes to a per-run log file.
+
+The log file takes the process's file descriptors 1 and 2 (os.dup2), so Dagster's handlers, Python
+warnings and the Pipes children (who inherit the descriptors) all write there without being told;
+the terminal keeps a duplicate of the original stdout.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, TextIO
+
+WARNING_CHARS = 160  # a warning on the terminal is its first line, cut here; the log file has all of it
+
+# The one number that matters per asset: metadata keys, shown as "key value" in this order.
+KEY_METRICS = {
+    "raw_corpus": ["documents"],
+    "shuffled_shards": ["shards"],
+    "tokenizer": ["vocab_size", "token_bytes_mean"],
+    "synthetic_conversations": ["conversations"],
+    "eval_bundle": ["available", "task_files"],
+    "task_data": ["available", "missing"],
+    "base_model": ["val_bpb"],
+    "scaling_results": ["rows", "optimal_ratio"],
+    "sft_model": ["val_bpb"],
+    "rl_model": ["val_bpb", "pass@1"],
+}
+SHORT_NAMES = {"token_bytes_mean": "bytes/token", "available": "available", "task_files": "task files"}
+
+
+def key_metric(asset: str, metadata: dict) -> str:
+    """'val_bpb 2.3105' and the like; eval_report shows its CORE / ChatCORE numbers (any key naming them)."""
+    values = {k: getattr(v, "value", v) for k, v in (metadata or {}).items()}
+    keys = KEY_METRICS.get(asset) or [k for k in values if "core" in k.lower()]
+    parts = []
+    for key in keys:
+        value = values.get(key)
+        if isinstance(value, bool):
+            parts.append(f"{SHORT_NAMES.get(key, key)} {'yes' if value else 'no'}")
+        elif isinstance(value, float):
+            parts.append(f"{SHORT_NAMES.get(key, key)} {'NaN' if math.isnan(value) else f'{value:.4g}'}")
+        elif isinstance(value, int):
+            parts.append(f"{SHORT_NAMES.get(key, key)} {value:,}")
+    if asset == "eval_report" and not parts:
+        return "not evaluated (see the report card)"
+    return ", ".join(parts)
+
+
+@dataclass
+class Outcome:
+    label: str  # asset or asset[partition]
+    status: str  # done, up to date, FAILED, interrupted
+    seconds: float | None
+    metric: str
+
+
+@contextlib.contextmanager
+def captured_output(log_path: Path | None) -> Iterator[TextIO]:
+    """Send fds 1 and 2 to `log_path` for the block; yield a stream on the original stdout.
+    None (verbose) leaves everything where it is and yields sys.stdout."""
+    if log_path is None:
+        yield sys.stdout
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    console = os.fdopen(os.dup(saved[0]), "w", buffering=1, encoding="utf-8")
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        yield console
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (log_fd, *saved):
+            os.close(fd)
+        console.close()
+
+
+class Terminal:
+    """The main job's lines on `console`; each outcome is kept for the summary table."""
+
+    def __init__(self, console: TextIO):
+        self.console = console
+        self.outcomes: list[Outcome] = []
+        self.warned: set[str] = set()
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.console, flush=True)
+
+    def started(self, label: str) -> float:
+        self.say(f"  {label} ...")
+        return time.monotonic()
+
+    def finished(self, label: str, status: str, since: float | None, metric: str = "") -> None:
+        seconds = time.monotonic() - since if since is not None else None
+        self.outcomes.append(Outcome(label, status, seconds, metric))
+        took = f" in {format_seconds(seconds)}" if seconds is not None else ""
+        self.say(f"  {label}: {status}{took}" + (f"  {metric}" if metric else ""))
+
+    def warn(self, text: str) -> None:
+        short = text.strip().splitlines()[0] if text.strip() else ""
+        short = short if len(short) <= WARNING_CHARS else short[:WARNING_CHARS - 3] + "..."
+        if short and short not in self.warned:
+            self.warned.add(short)
+            self.say(f"  warning: {short}")
+
+    def summary_table(self) -> None:
+        """asset, partition, status, time, key metric: one row per asset the job looked at (rich's table)."""
+        from rich.box import SIMPLE_HEAD
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for column in ("asset", "partition", "status", "time", "key metric"):
+            table.add_column(column, justify="right" if column == "time" else "left", overflow="fold")
+        for o in self.outcomes:
+            asset, _, partition = o.label.partition("[")
+            table.add_row(asset, partition.rstrip("]"), o.status,
+                          format_seconds(o.seconds) if o.seconds is not None else "", o.metric)
+        Console(file=self.console, width=120, force_terminal=False, no_color=True, highlight=False).print(table)
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"

@@ -1,0 +1,204 @@
+"""The main job's terminal: one line per asset, progress from the training children's progress file,
+a log file that holds everything else, a summary table, Ctrl-C that says how to resume."""
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import dagster as dg
+import pytest
+
+from nanochat_pipeline import progress
+from nanochat_pipeline.progress import ProgressWatcher, ProgressWriter, progress_file, read_progress
+from nanochat_pipeline.run_records import scaling_verdict
+from nanochat_pipeline.terminal import Terminal, key_metric
+from test_pipeline_helpers import write_tiny_preset
+
+CHAT_SECTIONS = """
+[sft]
+max_seq_len = 512
+device_batch_size = 4
+total_batch_size = 2048
+num_iterations = 4
+eval_every = 2
+eval_tokens = 512
+chatcore_every = -1
+
+[evaluation]
+offline = true
+chat_tasks = "ARC-Easy"
+chat_max_problems = 2
+"""
+ASSETS = ["raw_corpus", "shuffled_shards", "tokenizer", "synthetic_conversations", "eval_bundle", "task_data",
+          "base_model", "scaling_results", "sft_model", "eval_report"]
+
+
+def test_key_metric_names_the_number_that_matters():
+    assert key_metric("base_model", {"val_bpb": dg.MetadataValue.float(2.31049), "mfu": 1.0}) == "val_bpb 2.31"
+    assert key_metric("base_model", {"val_bpb": float("nan")}) == "val_bpb NaN"
+    assert key_metric("shuffled_shards", {"shards": 12, "documents": 5}) == "shards 12"
+    assert key_metric("eval_bundle", {"available": False, "reason": "offline"}) == "available no"
+    assert key_metric("eval_report", {"ARC-Easy (sft)": 0.25, "CORE (base)": 0.125, "path": "x"}) == "CORE (base) 0.125"
+    assert key_metric("eval_report", {"ARC-Easy (sft)": 0.25}) == "not evaluated (see the report card)"
+
+
+def metrics(step, total, loss=3.0):
+    return {"step": step, "loss": loss, "tok_per_sec": 1234, "progress": (step + 1) / total}
+
+
+def test_progress_file_round_trip_and_stale_files_are_ignored(tmp_path, monkeypatch):
+    monkeypatch.setattr(progress, "WRITE_EVERY", 0.0)
+    path = progress_file(tmp_path, "base_model", "d1_2e9")
+    before = time.time() - 1
+    write = ProgressWriter(path)
+    write({"step": 4, "val_bpb": 2.0})  # a validation report is not a step
+    assert read_progress(path, before) is None
+    for step in range(5, 10):
+        write(metrics(step, 40))
+    p = read_progress(path, before)
+    assert (p["first_step"], p["step"], p["total"], p["tok_per_sec"]) == (5, 10, 40, 1234)
+    assert read_progress(path, time.time() + 5) is None  # written before that run began: an older run's
+
+
+def test_sft_epoch_progress_estimates_the_total(tmp_path, monkeypatch):
+    monkeypatch.setattr(progress, "WRITE_EVERY", 0.0)
+    path = progress_file(tmp_path, "sft_model", "t")
+    ProgressWriter(path)({"step": 9, "loss": 1.0, "tok_per_sec": 5, "progress": 0.25})  # 10 steps = a quarter
+    assert read_progress(path, 0)["total"] == 40
+
+
+def test_non_terminal_progress_prints_a_line_per_quarter_at_most(tmp_path, monkeypatch):
+    monkeypatch.setattr(progress, "WRITE_EVERY", 0.0)
+    monkeypatch.setattr(progress, "POLL_EVERY", 0.02)
+    monkeypatch.setattr(progress, "LINE_EVERY", 0.0)
+    path = progress_file(tmp_path, "base_model", "d1")
+    console = io.StringIO()
+    with ProgressWatcher(path, "base_model[d1|2e9]", console, interactive=False):
+        write = ProgressWriter(path)
+        for step in range(100):
+            write(metrics(step, 100))
+            time.sleep(0.003)
+        time.sleep(0.1)
+    lines = console.getvalue().splitlines()
+    assert 1 <= len(lines) <= 4, lines  # 100 steps, 4 quarters: never a line per step
+    assert all(line.startswith("  base_model[d1|2e9]:") and "loss 3.000, 1,234 tok/s" in line for line in lines)
+    assert "100/100" in lines[-1]
+
+
+def test_terminal_warns_once_and_tabulates():
+    console = io.StringIO()
+    t = Terminal(console)
+    t.warn("cell d1: val_bpb is NaN\nmore detail")
+    t.warn("cell d1: val_bpb is NaN\nother detail")
+    t.finished("base_model[d1|2e9]", "done", time.monotonic() - 2, "val_bpb 3.1")
+    t.finished("tokenizer", "up to date", None, "vocab_size 320")
+    t.summary_table()
+    out = console.getvalue()
+    assert out.count("warning: cell d1: val_bpb is NaN") == 1 and "more detail" not in out
+    rows = [line.split() for line in out.splitlines()]
+    assert ["base_model", "d1|2e9", "done"] == rows[-2][:3] and rows[-2][-2:] == ["val_bpb", "3.1"]
+    assert rows[-1][:4] == ["tokenizer", "up", "to", "date"]
+
+
+@pytest.mark.parametrize("fit, expected", [
+    ({"verdict": "N_opt ~ C^0.52: bracketed in 3 of 3 budgets", "credible": True},
+     "N_opt ~ C^0.52: bracketed in 3 of 3 budgets (credible)"),
+    ({"verdict": "too few budgets to fit", "credible": False}, "too few budgets to fit (not credible)"),
+    ({"optimal_ratio": {"value": 11.234, "ci": [9, 13]}}, "optimal tokens:params ratio 11.2 (the fit records no verdict)"),
+    ({"optimal_ratio": {"value": None}}, "no optimal ratio"),
+])
+def test_scaling_verdict_reads_fit_json_defensively(tmp_path, fit, expected):
+    path = tmp_path / "fit.json"
+    path.write_text(json.dumps(fit))
+    with dg.instance_for_test() as instance:
+        assert scaling_verdict(instance, path).startswith(expected)
+        assert scaling_verdict(instance, tmp_path / "absent.json") == "no fit yet (scaling_results has not run)"
+
+
+def test_captured_output_sends_everything_else_to_the_log(tmp_path):
+    log = tmp_path / "run.log"
+    script = textwrap.dedent(f"""
+        import os, subprocess, sys, warnings
+        from pathlib import Path
+        from nanochat_pipeline.terminal import captured_output
+        with captured_output(Path({str(log)!r})) as console:
+            print("python stdout")
+            warnings.warn("a python warning")
+            subprocess.run([sys.executable, "-c", "import sys; print('child out'); print('child err', file=sys.stderr)"])
+            print("for the person", file=console)
+        print("after the block")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["for the person", "after the block"] and done.stderr == ""
+    text = log.read_text()
+    assert all(s in text for s in ("python stdout", "a python warning", "child out", "child err"))
+
+
+def run_main(preset, base, **kwargs):
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "NANOCHAT_PRESET")}
+    env["NANOCHAT_BASE_DIR"] = str(base)
+    return subprocess.Popen([sys.executable, "-m", "nanochat_pipeline", "run", "--preset", str(preset)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs)
+
+
+def table_rows(lines):
+    """The summary table's rows: asset -> the row's words."""
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["asset", "partition"])
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.strip():
+            break
+        words = line.split()
+        rows[(words[0], words[1] if "|" in words[1] else None)] = words
+    return rows
+
+
+@pytest.mark.slow
+def test_main_job_output_interrupt_resume_and_up_to_date(tmp_path):
+    preset = write_tiny_preset(tmp_path, flops=("4e9",), extra_sections=CHAT_SECTIONS)
+    base = tmp_path / "base"
+    root = base / "pipeline" / "tiny"
+
+    # 1. Ctrl-C (SIGINT to the process group, as a terminal sends it) once the cell is training
+    job = run_main(preset, base)
+    progress_path = progress_file(root, "base_model", "d1_4e9")
+    deadline = time.time() + 300
+    while not progress_path.exists() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(job.pid, signal.SIGINT)
+    out, _ = job.communicate(timeout=120)
+    assert job.returncode == 130, out
+    assert "base_model[d1|4e9]: interrupted" in out
+    assert f"Resume with: python -m nanochat_pipeline run --preset {preset}" in out
+    assert "Traceback" not in out
+
+    # 2. run again: the cell resumes, every asset gets its start and end line, the rest is in the log
+    job = run_main(preset, base)
+    out, _ = job.communicate(timeout=600)
+    lines = out.splitlines()
+    assert job.returncode == 0, out
+    assert len(lines) < 60, out
+    log_lines = [line for line in lines if line.startswith("log: ")]
+    assert len(log_lines) == 2 and log_lines[0] == log_lines[-1] == lines[-1]
+    log = open(log_lines[0][len("log: "):]).read()
+    assert "step 00010/" in log and "resuming" in log and "STEP_START" in log
+    assert "step 00010/" not in out and "STEP_START" not in out and "DEBUG" not in out
+    rows = table_rows(lines)
+    for asset in ASSETS:
+        partition = "d1|4e9" if asset in ("base_model", "sft_model", "eval_report") else None
+        assert (asset, partition) in rows, (asset, rows)
+    assert rows[("base_model", "d1|4e9")][2] == "done" and rows[("base_model", "d1|4e9")][-2] == "val_bpb"
+    assert rows[("raw_corpus", None)][1] == "up"  # materialized by the interrupted run: up to date now
+    assert any(line.startswith("scaling: ") for line in lines)
+    assert any("dg dev -w" in line and f"NANOCHAT_PRESET={preset}" in line for line in lines)
+
+    # 3. and again: everything is up to date, one line each
+    job = run_main(preset, base)
+    out, _ = job.communicate(timeout=300)
+    assert job.returncode == 0, out
+    assert out.count(": up to date") == len(ASSETS) and " ..." not in out
