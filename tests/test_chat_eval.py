@@ -259,19 +259,6 @@ def test_missing_task_is_skipped_partial_and_written(tmp_path):
     assert not list(out.glob("*.tmp*"))  # written under a temporary name, then renamed
 
 
-def sandbox_ready() -> bool:
-    try:
-        import nanochat_core.execution.humaneval_program  # noqa: F401
-        import nanochat_core.execution.sandbox  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_sandbox = pytest.mark.skipif(not sandbox_ready(), reason="the HumanEval sandbox has not landed yet")
-
-
-@needs_sandbox
 def test_humaneval_canonical_solution_passes_in_the_sandbox(tmp_path):
     from nanochat_core.tasks.humaneval import HumanEval
 
@@ -281,7 +268,6 @@ def test_humaneval_canonical_solution_passes_in_the_sandbox(tmp_path):
     assert not task.evaluate(conv, conv["prompt"] + "    return a - b\n")
 
 
-@needs_sandbox
 def test_chatcore_is_the_mean_centered_accuracy_when_every_task_ran(tmp_path):
     data = write_task_data(tmp_path)
     result = chatcore(gsm8k_model(), TOK, "cpu", task_data=data, max_cat=-1, max_sample=-1, log=quiet)
@@ -343,17 +329,14 @@ def test_cli_end_to_end_on_a_tiny_checkpoint(tmp_base_dir, tmp_path):
 
 
 def test_cli_records_chatcore_in_the_checkpoint_meta(tmp_base_dir, tmp_path):
-    data = write_task_data(tmp_path / "data", humaneval=sandbox_ready())
+    data = write_task_data(tmp_path / "data")
     ckpt = write_checkpoint(tmp_base_dir, letter_model(), step=3)
     proc = run_cli(tmp_base_dir, "-m", "4", "--task-data", str(data), "--device-type", "cpu")
     assert proc.returncode == 0, proc.stderr
     meta = json.loads((ckpt / "meta_000003.json").read_text())
     saved = json.loads((tmp_base_dir / "chat_eval" / "sft_d2_000003.json").read_text())
     assert meta["chatcore"] == saved["chatcore"] and meta["chatcore_partial"] == saved["partial"]
-    if sandbox_ready():
-        assert saved["chatcore"] is not None and "ChatCORE: " in proc.stdout
-    else:
-        assert saved["chatcore"] is None and list(saved["skipped"]) == ["HumanEval"]
+    assert saved["chatcore"] is not None and "ChatCORE: " in proc.stdout
 
 
 def test_cli_errors_name_the_task_or_the_folder(tmp_base_dir):

@@ -26,6 +26,7 @@ from nanochat_core.train.schedules import sft_lr_multiplier, sft_muon_momentum
 from nanochat_core.train.sft_args import IDENTITY_FILE, INHERITED_FLAGS, make_sft_args, parse_sft_args, validate_sft_args
 from nanochat_core.train.tracking import check_tracking_available, make_tracker
 from nanochat_core.train.trainer_loop import TrainingLoop, step_line
+from nanochat_core.train.core_hook import is_absent
 
 __all__ = ["train_sft", "make_sft_args", "parse_sft_args"]
 
@@ -226,7 +227,9 @@ class SFTTrainer(TrainingLoop):
     def _find_chatcore(self):
         try:
             from nanochat_core.evaluation.chatcore import chatcore
-        except ImportError:
+        except ModuleNotFoundError as e:  # only the module's own absence; an error inside it propagates
+            if not is_absent(e, "nanochat_core.evaluation.chatcore"):
+                raise
             print0(f"{CHATCORE_NOT_AVAILABLE}: --chatcore-every {self.args.chatcore_every} is ignored for this run")
             return None
         return chatcore
