@@ -1,8 +1,8 @@
 """Run untrusted Python (model-written HumanEval solutions) in a fenced-in child process.
 
 The child is `python -I -B sandbox_guard.py ...` in a fresh temporary directory (deleted afterwards),
-in its own session so the whole process group can be killed, with stdin at EOF, a scrubbed
-environment and output to files. sandbox_guard.py sets the kernel limits, drops root to an
+in its own session so the whole process group can be killed, with stdin at EOF (after the guard
+has read the run's end marker from it), a scrubbed environment and output to files. sandbox_guard.py sets the kernel limits, drops root to an
 unprivileged user and installs the audit hook before the program runs; this module picks the limits,
 enforces the wall-clock timeout and reads the outcome. Linux only (rlimits, /proc, pidfd).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import pwd
+import secrets
 import select
 import shutil
 import signal
@@ -31,7 +32,8 @@ UNPRIVILEGED_FALLBACK_ID = 65534  # nobody/nogroup on Debian-like systems
 
 @dataclass
 class SandboxResult:
-    """status: "passed" (ran to its end), "failed" (exception, nonzero exit, killed by a signal),
+    """status: "passed" (ran to its end: exit status 0 and the run's end marker after its output),
+    "failed" (exception, nonzero exit, killed by a signal, or ended early without the marker),
     "timeout", "memory" (MemoryError under the memory limit) or "blocked" (the guard refused a call;
     stderr says which)."""
     status: str
@@ -59,10 +61,12 @@ def run_untrusted(code: str, timeout_s: float = 3.0, memory_mb: int = 512) -> Sa
         uid, gid = ids if ids is not None else (-1, -1)
         cmd = [sys.executable, "-I", "-B", str(GUARD_SCRIPT), workdir,
                str(memory_mb * 1024 * 1024), str(math.ceil(timeout_s) + 1), str(uid), str(gid)]
+        end_marker = f"sandbox-end-{secrets.token_hex(16)}"  # new for every run, never in the program
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             start = time.monotonic()
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=workdir,
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=workdir,
                                     env=scrubbed_env(workdir), start_new_session=True, close_fds=True)
+            hand_over(proc, end_marker)
             timed_out = not wait_for_exit(proc.pid, timeout_s)
             # The leader is not reaped yet, so its process group id cannot have been reused.
             kill_group(proc.pid)
@@ -71,17 +75,37 @@ def run_untrusted(code: str, timeout_s: float = 3.0, memory_mb: int = 512) -> Sa
             stdout, stderr = read_bounded(out), read_bounded(err)
     finally:
         remove_tree(workdir)
-    status = classify(returncode, timed_out)
+    stdout, ran_to_end = strip_end_marker(stdout, end_marker)
+    status = classify(returncode, timed_out, ran_to_end)
     if status == "timeout" and timed_out:
         stderr += f"\nsandbox: killed after the {timeout_s:g} s time limit\n"
+    if returncode == 0 and not ran_to_end:
+        stderr += "\nsandbox: exit status 0 but the program did not run to its end (os._exit before the end?)\n"
     return SandboxResult(status, stdout, stderr, returncode, elapsed)
 
 
-def classify(returncode: int, timed_out: bool) -> str:
+def hand_over(proc: subprocess.Popen, end_marker: str) -> None:
+    """Give the guard the end marker on stdin and close it (the program then reads EOF)."""
+    try:
+        proc.stdin.write(end_marker.encode() + b"\n")  # far below a pipe's buffer: never blocks
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # the child is already gone; it will be classified as failed
+
+
+def strip_end_marker(stdout: str, end_marker: str) -> tuple[str, bool]:
+    """(the program's own output, whether the guard's end marker closed it)."""
+    tail = "\n" + end_marker + "\n"
+    if stdout.endswith(tail):
+        return stdout[:-len(tail)], True
+    return stdout, False
+
+
+def classify(returncode: int, timed_out: bool, ran_to_end: bool) -> str:
     if timed_out or returncode == -signal.SIGXCPU:
         return "timeout"
     if returncode == 0:
-        return "passed"
+        return "passed" if ran_to_end else "failed"
     if returncode == sandbox_guard.BLOCKED_EXIT_CODE:
         return "blocked"
     if returncode == sandbox_guard.MEMORY_EXIT_CODE:

@@ -10,6 +10,12 @@ Runs WORKDIR/program.py after fencing the interpreter in, in this order:
    the process at once with BLOCKED_EXIT_CODE: ending it, rather than raising, means the program
    cannot catch the refusal and carry on as if nothing happened.
 
+A program that ran to its end is followed on stdout by the run's end marker: a random token the
+parent hands over on stdin (read, then stdin is put back at EOF) and never writes into the program,
+its arguments, its environment or its folder. A program that ends itself early with exit status 0
+(os._exit(0) inside the solution, before check() ran) cannot print a token it never saw, so the
+parent reads it as failed.
+
 This file is run as a script under `python -I` (no project imports), so it uses the stdlib only; the
 parent imports it just for the exit codes and the program's file name.
 """
@@ -229,9 +235,24 @@ def run_program(path: str) -> int:
     return 0
 
 
+def take_end_marker() -> bytes:
+    """The end marker from stdin (one line), then stdin at EOF again for the program."""
+    marker = b""
+    while not marker.endswith(b"\n"):
+        chunk = os.read(0, 64)
+        if not chunk:
+            break
+        marker += chunk
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return marker.strip()
+
+
 def main(argv: list[str]) -> None:
     workdir, memory_bytes, cpu_seconds, uid, gid = argv
     workdir = os.path.realpath(workdir)
+    end_marker = take_end_marker()
     set_limits(int(memory_bytes), int(cpu_seconds))
     if int(uid) >= 0 and not drop_privileges(int(uid), int(gid)):
         print(f"sandbox: could not switch to uid {uid}; only the audit hook guards this run", file=sys.stderr)
@@ -243,6 +264,11 @@ def main(argv: list[str]) -> None:
             stream.flush()
         except Exception:
             pass
+    if status == 0 and end_marker:
+        try:
+            os.write(1, b"\n" + end_marker + b"\n")
+        except OSError:
+            pass  # the program closed stdout: no marker, so no pass
     # os._exit: no interpreter teardown, so nothing the program registered (atexit, __del__) runs after
     # its result is decided.
     os._exit(status)
