@@ -20,7 +20,7 @@ from nanochat_pipeline.partitions import cell_from_key, grid_partitions
 from nanochat_pipeline.progress import ProgressWatcher, progress_file
 from nanochat_pipeline.run_records import (failure_message, latest_metadata, materialization_metadata, run_warnings,
                                            scaling_verdict, was_interrupted)
-from nanochat_pipeline.staleness import run_reason
+from nanochat_pipeline.staleness import failed_blocking_check, run_reason
 from nanochat_pipeline.terminal import Terminal, key_metric
 
 TRAINING_ASSETS = ("base_model", "sft_model")  # their children write a progress file
@@ -81,7 +81,9 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
             return 130
         if not result.success:
             terminal.finished(label, "FAILED", since, f"run {result.run_id}")
-            terminal.warn(f"{label}: {failure_message(result)}")
+            # A failed blocking check says which check, on which file, with which value; else the step's error.
+            why = failed_blocking_check(graph, instance, dg.AssetKey(asset), partition) or failure_message(result)
+            terminal.warn(f"{label}: {why}")
             return 1
         terminal.finished(label, "done", since, key_metric(asset, materialization_metadata(result, asset)))
         return 0
