@@ -1,7 +1,9 @@
-"""`python -m nanochat_core.cli.scaling_analysis RESULTS_CSV [--output-dir DIR]`: fit scaling laws to a sweep.
+"""`python -m nanochat_core.cli.scaling_analysis RESULTS_CSV [--strict]`: fit scaling laws to a sweep.
 
 Reads a results CSV with nanochat's columns (ours, or nanochat's own), writes fit.json and
-isoflop.png next to it (or into --output-dir) and prints a summary.
+isoflop.png next to it (or into --output-dir) and prints the verdict first, then the fit. Exit 0
+whether or not the law is credible (an unbracketed grid is a result, not an error); 2 under
+--strict when it is not, and 2 for a file that cannot be read.
 """
 from __future__ import annotations
 
@@ -9,6 +11,9 @@ import argparse
 import sys
 
 from nanochat_core.scaling.results_csv import ScalingCSVError
+from nanochat_core.scaling.shape import ModelFamilyError, parse_family
+
+NOT_CREDIBLE_EXIT = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,23 +22,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default=None, help="where fit.json and isoflop.png go (default: the CSV's folder)")
     parser.add_argument("--next-budget", type=float, default=None,
                         help="FLOPs budget to recommend a depth for (default: largest budget x 10^0.5)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0 = none)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (0 = none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--shape", default=None,
+                        help="model shape of rows that recorded none (nanochat's own CSVs), as "
+                             "vocab_size=32768,max_seq_len=2048,aspect_ratio=64,head_dim=128,window_pattern=SSSL")
+    parser.add_argument("--target-budgets", type=int, default=3,
+                        help="bracketed budgets wanted: fewer -> the cells to add include a next budget")
+    parser.add_argument("--strict", action="store_true", help=f"exit {NOT_CREDIBLE_EXIT} when there is no credible law")
     args = parser.parse_args(argv)
 
     from nanochat_core.scaling.analysis import analyze_csv
 
     try:
-        out = analyze_csv(args.results_csv, args.output_dir, args.next_budget, args.bootstrap, args.seed)
-    except (FileNotFoundError, ScalingCSVError) as e:
+        family = parse_family(args.shape) if args.shape else None
+        out = analyze_csv(args.results_csv, args.output_dir, args.next_budget, args.bootstrap, args.seed, family,
+                          args.target_budgets)
+    except (FileNotFoundError, ScalingCSVError, ModelFamilyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(out.summary)
     print(f"\nwrote {out.fit_json}\nwrote {out.plot}")
-    if not out.fit.budgets:
-        print("error: no budget could be fitted (see the notes above)", file=sys.stderr)
-        return 1
-    return 0
+    return NOT_CREDIBLE_EXIT if args.strict and not out.fit.credible else 0
 
 
 if __name__ == "__main__":

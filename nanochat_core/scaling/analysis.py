@@ -1,13 +1,14 @@
 """One call from a results CSV to fit.json + isoflop.png (the CLI and the pipeline's scaling_results use it)."""
 from __future__ import annotations
 
-import warnings
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from nanochat_core.common.atomic import write_json_atomic
 from nanochat_core.scaling.results_csv import read_scaling_csv
-from nanochat_core.scaling.fit import ScalingFit, ScalingFitWarning, analyze
+from nanochat_core.scaling.fit import Estimate, ScalingFit, analyze
+from nanochat_core.scaling.shape import ModelFamily
 
 FIT_FILE = "fit.json"
 PLOT_FILE = "isoflop.png"
@@ -18,52 +19,78 @@ class AnalysisOutput:
     fit: ScalingFit
     fit_json: Path
     plot: Path
-    summary: str  # human-readable, for the terminal and the asset's metadata
+    summary: str  # human-readable, verdict first, for the terminal and the asset's metadata
 
 
 def analyze_csv(csv_path: str | Path, output_dir: str | Path | None = None, next_budget: float | None = None,
-                bootstrap: int = 1000, seed: int = 0) -> AnalysisOutput:
+                bootstrap: int = 1000, seed: int = 0, family: ModelFamily | None = None,
+                target_budgets: int = 3) -> AnalysisOutput:
     """Read the CSV, fit, write fit.json and isoflop.png (next to the CSV unless output_dir is given)."""
     from nanochat_core.scaling.plot import plot_isoflop
 
     csv_path = Path(csv_path)
     out = Path(output_dir) if output_dir is not None else csv_path.parent
-    rows = read_scaling_csv(csv_path)
-    with warnings.catch_warnings():
-        # Every note also lands in fit.warnings and the summary: don't print them twice.
-        warnings.simplefilter("ignore", ScalingFitWarning)
-        fit = analyze(rows, next_budget=next_budget, bootstrap=bootstrap, seed=seed)
+    fit = analyze(read_scaling_csv(csv_path), next_budget=next_budget, bootstrap=bootstrap, seed=seed, family=family,
+                  target_budgets=target_budgets)
     fit_json = out / FIT_FILE
     write_json_atomic(fit_json, fit.to_json())
     plot = plot_isoflop(fit, out / PLOT_FILE)
     return AnalysisOutput(fit, fit_json, plot, format_summary(fit, csv_path))
 
 
-def _est(e, fmt: str) -> str:
+def _est(e: Estimate, fmt: str) -> str:
     if e.value is None:
-        return "n/a"
-    ci = f"  [{e.ci[0]:{fmt}}, {e.ci[1]:{fmt}}] 95% CI" if e.ci[0] is not None else ""
-    return f"{e.value:{fmt}}{ci}"
+        return "null"
+    return f"{e.value:{fmt}}" + (f" [{e.ci[0]:{fmt}}, {e.ci[1]:{fmt}}]" if e.ci else " (no interval)")
+
+
+def verdict(fit: ScalingFit) -> str:
+    """The first line(s): the credible law, or why there is none and the cells to add."""
+    if fit.credible:
+        used = fit.bracketed
+        span = math.log10(used[-1].flops_budget / used[0].flops_budget)
+        return (f"credible law: N_opt ~ C^{_est(fit.n_opt_exponent, '.2f')}, D_opt ~ C^{_est(fit.d_opt_exponent, '.2f')}, "
+                f"tokens:params {_est(fit.optimal_ratio, '.3g')} (95% intervals; {len(used)} bracketed budgets over "
+                f"{span:.2f} decades)")
+    lines = ["no credible law: " + "; ".join(fit.problems)]
+    if fit.proposals:
+        lines.append("cells to add: " + ", ".join(f"d{c.depth} at {c.flops_key}" for c in fit.proposals))
+    return "\n".join(lines)
 
 
 def format_summary(fit: ScalingFit, source: Path | None = None) -> str:
-    lines = [f"Scaling-law fit{f' of {source}' if source else ''}", ""]
+    lines = [verdict(fit), "", f"Scaling-law fit{f' of {source}' if source else ''}", ""]
     lines.append(f"{'budget C':>10} {'points':>6} {'N_opt':>10} {'D_opt':>10} {'D/N':>7} {'min bpb':>8}")
     for b in fit.budgets:
-        flag = "  (extrapolated minimum)" if b.extrapolated else ""
-        lines.append(f"{b.flops_budget:>10.3g} {b.points:>6} {b.n_opt:>10.3g} {b.d_opt:>10.3g} {b.ratio:>7.2f} "
-                     f"{b.min_val_bpb:>8.4f}{flag}")
-    for ex in fit.excluded:
-        lines.append(f"{ex['flops_budget']:>10.3g} {len(ex['rows']):>6}  left out: {ex['reason']}")
-    lines += ["",
-              f"N_opt ~ C^a:  a = {_est(fit.n_opt_exponent, '.3f')}",
-              f"D_opt ~ C^b:  b = {_est(fit.d_opt_exponent, '.3f')}",
-              f"optimal tokens:params ratio = {_est(fit.optimal_ratio, '.2f')}"
-              + (f"  ({fit.bootstrap_samples} bootstrap resamples)" if fit.bootstrap_samples else "")]
+        if b.bracketed:
+            lines.append(f"{b.flops_budget:>10.3g} {b.points:>6} {b.n_opt:>10.3g} {b.d_opt:>10.3g} {b.ratio:>7.2f} "
+                         f"{b.min_val_bpb:>8.4f}")
+        else:
+            lines.append(f"{b.flops_budget:>10.3g} {b.points:>6}  not used: {b.reason}")
+    a3 = fit.approach3
+    lines += ["", f"{'':24}{'Approach 2 (isoFLOP parabolas)':>34}   Approach 3 (L = E + A/N^alpha + B/D^beta)"]
+    for key, label, fmt in (("n_opt_exponent", "N_opt ~ C^a", ".3f"), ("d_opt_exponent", "D_opt ~ C^b", ".3f"),
+                            ("optimal_ratio", "tokens:params", ".3g")):
+        three = Estimate(a3.values.get(key), a3.cis.get(key)) if a3 else Estimate(None)
+        lines.append(f"{label:<24}{_est(getattr(fit, key), fmt):>34}   {_est(three, fmt)}")
+    if a3 and a3.values.get("alpha") is not None:
+        lines.append(f"{'':24}{'':>34}   alpha {_est(Estimate(a3.values['alpha'], a3.cis.get('alpha')), '.3f')}, "
+                     f"beta {_est(Estimate(a3.values['beta'], a3.cis.get('beta')), '.3f')}, "
+                     f"E {_est(Estimate(a3.values['E'], a3.cis.get('E')), '.3f')}")
+    lines.append(f"bootstrap: Approach 2 {fit.bootstrap_usable} usable of {fit.bootstrap_requested} drawn"
+                 + (f" ({fit.interval_note})" if fit.interval_note else "")
+                 + (f"; Approach 3 {a3.bootstrap_usable} usable of {a3.bootstrap_requested} drawn" if a3 else "")
+                 + (f" ({a3.reason})" if a3 and a3.reason else ""))
+    if fit.law_reason:
+        lines.append(f"no exponents: {fit.law_reason}")
     rec = fit.recommendation
-    if rec:
-        lines.append(f"next budget {rec['flops_budget']:.3g} FLOPs: depth {rec['depth']}, "
-                     f"{rec['params']:.3g} params, {rec['tokens']:.3g} tokens  (model family: {fit.family.describe()})")
+    if rec.get("flops_budget") is not None:
+        depth = f"depth {rec['depth']}" if rec["depth"] is not None else "depth unknown (no recorded model shape)"
+        lines.append(f"next budget {rec['flops_budget']:.3g} FLOPs: {depth}, {rec['params']:.3g} params, "
+                     f"{rec['tokens']:.3g} tokens")
+    lines.append(f"model family: {fit.family.describe() if fit.family else 'unknown'} (as the cells recorded)")
+    if fit.proposals:
+        lines += ["", "cells to add:"] + [f"  d{c.depth} at {c.flops_key}: {c.why}" for c in fit.proposals]
     if fit.dropped:
         lines += ["", f"{len(fit.dropped)} row(s) left out:"]
         lines += [f"  {'line ' + str(d['line']) + ': ' if 'line' in d else ''}budget {d['flops_budget']} "

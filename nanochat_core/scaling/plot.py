@@ -1,17 +1,62 @@
-"""isoflop.png: the picture of a ScalingFit.
+"""isoflop.png: the picture of a ScalingFit, drawing only what was measured or fitted within the measured range.
 
-Left: val_bpb vs N per budget with each fitted parabola and its minimum (budgets left out of the
-laws are drawn hollow, without a curve). Right: N_opt and D_opt vs C with the power laws and the
-recommended next budget. Agg backend: no display needed (CI, servers).
+Left: val_bpb vs N per budget. A bracketed budget shows its points, its parabola over its measured
+sizes only, and its optimum; an unbracketed one shows its points (hollow) with the reason in the
+legend. Right: N_opt and D_opt vs C with the power laws over the bracketed budgets' range, or
+nothing but the reason when there is no law. Agg backend: no display needed (CI, servers).
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from nanochat_core.common.atomic import atomic_path
 from nanochat_core.scaling.fit import ScalingFit
+
+
+def _draw_budgets(ax, fit: ScalingFit, colors: dict) -> None:
+    for b in fit.budgets:
+        color, n = colors[b.flops_budget], 10 ** b.log_n
+        if b.bracketed:
+            ax.scatter(n, b.val_bpb, color=color, label=f"C={b.flops_budget:.3g}")
+            xs = np.linspace(b.log_n.min(), b.log_n.max(), 200)  # the measured range, never beyond
+            ax.plot(10 ** xs, np.polyval(b.coeffs, xs), color=color, lw=1)
+            ax.scatter([b.n_opt], [b.min_val_bpb], color=color, marker="*", s=180, edgecolor="black", zorder=3)
+        else:
+            ax.scatter(n, b.val_bpb, facecolors="none", edgecolors=color,
+                       label=textwrap.fill(f"C={b.flops_budget:.3g} not used: {b.reason}", 60))
+    ax.set_xscale("log")
+    ax.set_xlabel("effective params N (transformer + lm_head)")
+    ax.set_ylabel("val bpb")
+    ax.set_title("IsoFLOP curves (stars: bracketed optima)")
+    if fit.budgets:
+        ax.legend(fontsize=7)
+
+
+def _draw_law(ax, fit: ScalingFit) -> None:
+    ax.set_xlabel("FLOPs budget C")
+    if fit.n_law is None:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, textwrap.fill(f"no law: {fit.law_reason}", 50), ha="center", va="center",
+                transform=ax.transAxes, fontsize=10)
+        ax.set_title("Compute-optimal size and data: not estimated")
+        return
+    used = fit.bracketed
+    cs = np.array([b.flops_budget for b in used])
+    grid = np.logspace(np.log10(cs.min()), np.log10(cs.max()), 50)
+    for law, points, color, name, est in ((fit.n_law, [b.n_opt for b in used], "tab:blue", "N_opt", fit.n_opt_exponent),
+                                          (fit.d_law, [b.d_opt for b in used], "tab:orange", "D_opt", fit.d_opt_exponent)):
+        ax.scatter(cs, points, color=color)
+        ci = f" [{est.ci[0]:.2f}, {est.ci[1]:.2f}]" if est.ci else ""
+        ax.plot(grid, 10 ** (law[0] * np.log10(grid) + law[1]), color=color, label=f"{name} ~ C^{est.value:.3f}{ci}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    verdict = "credible" if fit.credible else "NOT credible"
+    ax.set_title(f"Compute-optimal size and data ({verdict}; tokens:params = {fit.optimal_ratio.value:.3g})")
 
 
 def plot_isoflop(fit: ScalingFit, path: str | Path) -> Path:
@@ -21,50 +66,11 @@ def plot_isoflop(fit: ScalingFit, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (ax_iso, ax_law) = plt.subplots(1, 2, figsize=(13, 5))
-    budgets = sorted({r["flops_budget"] for r in fit.usable_rows})
-    colors = {b: plt.cm.viridis(i / max(1, len(budgets) - 1)) for i, b in enumerate(budgets)}
-
-    for b in fit.budgets:
-        color = colors[b.flops_budget]
-        ax_iso.scatter(10 ** b.log_n, b.val_bpb, color=color, label=f"C={b.flops_budget:.3g}")
-        xs = np.linspace(min(b.log_n.min(), np.log10(b.n_opt)), max(b.log_n.max(), np.log10(b.n_opt)), 200)
-        ax_iso.plot(10 ** xs, np.polyval(b.coeffs, xs), color=color, lw=1)
-        ax_iso.scatter([b.n_opt], [b.min_val_bpb], color=color, marker="*", s=180, edgecolor="black", zorder=3)
-    for ex in fit.excluded:
-        color = colors[ex["flops_budget"]]
-        ax_iso.scatter([r["_n"] for r in ex["rows"]], [r["val_bpb"] for r in ex["rows"]], facecolors="none",
-                       edgecolors=color, label=f"C={ex['flops_budget']:.3g} (left out)")
-    ax_iso.set_xscale("log")
-    ax_iso.set_xlabel("effective params N (transformer + lm_head)")
-    ax_iso.set_ylabel("val bpb")
-    ax_iso.set_title("IsoFLOP curves (stars: fitted optima)")
-    if budgets:
-        ax_iso.legend(fontsize=8)
-
-    if fit.budgets:
-        cs = np.array([b.flops_budget for b in fit.budgets])
-        ax_law.scatter(cs, [b.n_opt for b in fit.budgets], color="tab:blue", label="N_opt")
-        ax_law.scatter(cs, [b.d_opt for b in fit.budgets], color="tab:orange", label="D_opt")
-        rec = fit.recommendation
-        if fit.n_law and fit.d_law:
-            top = max(cs.max(), rec["flops_budget"]) if rec else cs.max()
-            grid = np.logspace(np.log10(cs.min()), np.log10(top), 50)
-            a, b = fit.n_opt_exponent.value, fit.d_opt_exponent.value
-            ax_law.plot(grid, 10 ** (fit.n_law[0] * np.log10(grid) + fit.n_law[1]), color="tab:blue",
-                        label=f"N_opt ~ C^{a:.3f}")
-            ax_law.plot(grid, 10 ** (fit.d_law[0] * np.log10(grid) + fit.d_law[1]), color="tab:orange",
-                        label=f"D_opt ~ C^{b:.3f}")
-        if rec:
-            ax_law.scatter([rec["flops_budget"]] * 2, [rec["params"], rec["tokens"]], marker="x", color="red",
-                           s=80, label=f"next: C={rec['flops_budget']:.3g}, depth {rec['depth']}")
-        ax_law.set_xscale("log")
-        ax_law.set_yscale("log")
-        ax_law.legend(fontsize=8)
-    ratio = fit.optimal_ratio.value
-    ax_law.set_title("Compute-optimal size and data" + (f" (tokens:params = {ratio:.1f})" if ratio else ""))
-    ax_law.set_xlabel("FLOPs budget C")
+    budgets = [b.flops_budget for b in fit.budgets]
+    colors = {c: plt.cm.viridis(i / max(1, len(budgets) - 1)) for i, c in enumerate(budgets)}
+    _draw_budgets(ax_iso, fit, colors)
+    _draw_law(ax_law, fit)
     fig.tight_layout()
-
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -1,8 +1,10 @@
-"""The scaling-sweep results CSV: nanochat's fourteen columns plus our param_data_ratio.
+"""The scaling-sweep results CSV: nanochat's fourteen columns, our param_data_ratio and the cell's shape.
 
 One row per (FLOPs budget, depth) training run. The file is filled from recorded metrics (never
-scraped from logs), and the reader accepts nanochat's own files too: the extra column
+scraped from logs), and the reader accepts nanochat's own files too: the extra columns
 may be absent and any cell may be empty (nanochat's sweep left the params columns blank).
+The shape columns (vocab, context, aspect ratio, head dim, window pattern) are what the cell's
+checkpoint meta recorded: the analysis names depths from them, never from assumed defaults.
 The analysis lives in fit.py, the picture in plot.py.
 """
 from __future__ import annotations
@@ -20,11 +22,15 @@ NANOCHAT_COLUMNS = [
     "params_transformer", "params_scalars", "params_total", "num_iterations", "tokens_trained",
     "val_bpb", "core_score", "train_time_sec",
 ]
-# Ours adds the tokens:params ratio so a reader sees where each run sits without arithmetic.
-SCALING_COLUMNS = NANOCHAT_COLUMNS + ["param_data_ratio"]
+# Ours adds the tokens:params ratio so a reader sees where each run sits without arithmetic, and the
+# shape the cell trained with (so N and FLOPs per token at another depth can be counted for this family).
+SHAPE_COLUMNS = ["vocab_size", "max_seq_len", "aspect_ratio", "head_dim", "window_pattern"]
+SCALING_COLUMNS = NANOCHAT_COLUMNS + ["param_data_ratio"] + SHAPE_COLUMNS
 
 INT_COLUMNS = {"depth", "model_dim", "params_wte", "params_value_embeds", "params_lm_head", "params_transformer",
-               "params_scalars", "params_total", "num_iterations", "tokens_trained"}
+               "params_scalars", "params_total", "num_iterations", "tokens_trained", "vocab_size", "max_seq_len",
+               "aspect_ratio", "head_dim"}
+STRING_COLUMNS = {"window_pattern"}
 FLOAT_COLUMNS = {"flops_budget", "val_bpb", "core_score", "train_time_sec", "param_data_ratio"}
 # Without these a row cannot be placed on an isoFLOP curve at all; everything else may be blank.
 REQUIRED_COLUMNS = ["flops_budget", "depth", "val_bpb"]
@@ -45,9 +51,18 @@ def param_data_ratio(row: dict) -> float | None:
     return None if not n or tokens is None else tokens / n
 
 
-def row_from_training(flops_budget: float, depth: int, model_dim: int, summary: dict) -> dict:
+def shape_from_meta(meta: dict) -> dict:
+    """The shape columns from a base checkpoint's meta (model_config + the run's user_config)."""
+    config, flags = meta["model_config"], meta.get("user_config") or {}
+    return {"vocab_size": config["vocab_size"], "max_seq_len": config["sequence_len"],
+            "aspect_ratio": flags.get("aspect_ratio"), "head_dim": config["n_embd"] // config["n_head"],
+            "window_pattern": config["window_pattern"]}
+
+
+def row_from_training(flops_budget: float, depth: int, model_dim: int, summary: dict, shape: dict | None = None) -> dict:
     """One CSV row from train_base's returned summary (recorded metrics, never log greps: nanochat's runs/scaling_laws.sh grepped its logs and left the params columns empty).
-    core_score is the summary's latest CORE (None, an empty cell, when no CORE ran)."""
+    core_score is the summary's latest CORE (None, an empty cell, when no CORE ran); shape is
+    shape_from_meta of the cell's checkpoint (empty cells when not given)."""
     counts = summary["param_counts"]
     row = {
         "flops_budget": float(flops_budget), "depth": depth, "model_dim": model_dim,
@@ -59,6 +74,7 @@ def row_from_training(flops_budget: float, depth: int, model_dim: int, summary: 
         "train_time_sec": summary.get("total_training_time") or summary.get("training_seconds"),
     }
     row["param_data_ratio"] = param_data_ratio(row)
+    row.update({c: (shape or {}).get(c) for c in SHAPE_COLUMNS})
     return row
 
 
@@ -100,6 +116,8 @@ def _parse_cell(text: str, column: str, path: Path, line: int):
     text = text.strip()
     if text == "" or text.lower() in ("none", "null", "na", "n/a"):
         return None
+    if column in STRING_COLUMNS:
+        return text
     try:
         value = float(text)
     except ValueError:
