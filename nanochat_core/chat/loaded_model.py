@@ -14,7 +14,7 @@ SOURCES = {
     # source: (checkpoints root, the command that writes checkpoints there)
     "base": (settings.base_checkpoints_dir, "python -m nanochat_core.cli.base_train"),
     "sft": (settings.chatsft_checkpoints_dir, "python -m nanochat_core.cli.chat_sft"),
-    "rl": (settings.chatrl_checkpoints_dir, "an RL stage (nanochat's scripts/chat_rl.py)"),
+    "rl": (settings.chatrl_checkpoints_dir, "python -m nanochat_core.cli.chat_rl"),
 }
 
 

@@ -3,7 +3,8 @@
     report/<tag>/report.md, report/<tag>/report.json   (under $NANOCHAT_BASE_DIR, or `root`)
 
 Sections: environment header, tokenizer, base training, base evaluation (CORE), SFT, chat
-evaluation, a summary table and wall time. The JSON is built first and the markdown is rendered
+evaluation, RL and the RL model's chat evaluation (only for a model that had RL), a summary table and
+wall time. The JSON is built first and the markdown is rendered
 from it, so both always say the same thing. What could not be evaluated is listed with its reason
 (the missing file), never silently left out. The pipeline's eval_report asset calls write_report.
 """
@@ -16,6 +17,7 @@ from nanochat_core.common import settings
 from nanochat_core.common.atomic import write_json_atomic, write_text_atomic
 from nanochat_core.report.environment import environment
 from nanochat_core.report.markdown import SECTION_TITLES
+from nanochat_core.report.rl import rl_section
 from nanochat_core.report.sources import (base_eval_section, base_training_section, chat_eval_section, sft_section,
                                           tokenizer_section)
 
@@ -30,11 +32,16 @@ def _summary(sections: dict) -> dict:
     values = {"base": {}, "sft": {}}
     if base["status"] == "ok":
         values["base"]["CORE"] = base["core"]
-    if chat["status"] == "ok":
-        for task, result in chat["tasks"].items():
-            values["sft"][task] = (result or {}).get("accuracy")
-        values["sft"]["ChatCORE"] = chat["chatcore"]
-    return {label: {col: values[col].get(key)} for label, col, key in SUMMARY_ROWS}
+    for col, sec in (("sft", chat), ("rl", sections.get("rl_chat_evaluation"))):
+        if sec is not None and sec["status"] == "ok":
+            values[col] = {task: (result or {}).get("accuracy") for task, result in sec["tasks"].items()}
+            values[col]["ChatCORE"] = sec["chatcore"]
+    summary = {label: {col: values[col].get(key)} for label, col, key in SUMMARY_ROWS}
+    if "rl" in sections:  # the RL model's chat evaluation beside the SFT one's
+        for label, col, key in SUMMARY_ROWS:
+            if col == "sft":
+                summary[label]["rl"] = values.get("rl", {}).get(key)
+    return summary
 
 
 def _not_evaluated(sections: dict) -> list[dict]:
@@ -56,7 +63,7 @@ def _timing(sections: dict, start_time: datetime | None) -> dict:
     mtimes = [Path(f).stat().st_mtime for sec in sections.values() for f in sec.get("files", []) if Path(f).exists()]
     start = start_time.timestamp() if start_time else (min(mtimes) if mtimes else None)
     end = max(mtimes) if mtimes else None
-    trained = [sec.get("training_seconds") for sec in (sections["base_training"], sections["sft"])]
+    trained = [sec.get("training_seconds") for sec in (sections["base_training"], sections["sft"], sections.get("rl", {}))]
 
     def iso(t):
         return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds") if t else None
@@ -79,6 +86,10 @@ def build_report(model_tag: str, root: Path | None = None, start_time: datetime 
         "sft": sft_section(model_tag, root),
         "chat_evaluation": chat_eval_section(model_tag, "sft", root),
     }
+    rl = rl_section(model_tag, root)
+    if rl is not None:  # RL is optional: a model without it has no RL sections, and nothing "not evaluated"
+        sections["rl"] = rl
+        sections["rl_chat_evaluation"] = chat_eval_section(model_tag, "rl", root)
     report = {"model_tag": model_tag, "environment": environment(start_time), **sections,
               "summary": _summary(sections), "not_evaluated": _not_evaluated(sections),
               "timing": _timing(sections, start_time)}

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 # the report card's sections, in order: key in the report dict -> heading
 SECTION_TITLES = {"tokenizer": "Tokenizer", "base_training": "Base training", "base_evaluation": "Base evaluation (CORE)",
-                  "sft": "SFT", "chat_evaluation": "Chat evaluation"}
+                  "sft": "SFT", "chat_evaluation": "Chat evaluation", "rl": "RL",
+                  "rl_chat_evaluation": "Chat evaluation of the RL model"}
 
 DASH = "-"
 
@@ -127,14 +128,18 @@ def _chat(sec: dict) -> list[str]:
 
 
 def render_markdown(r: dict) -> str:
+    from nanochat_core.report.rl import rl_markdown
+
     out = _header(r)
     renderers = {"tokenizer": _tokenizer, "base_training": _base, "base_evaluation": _base_eval, "sft": _sft,
-                 "chat_evaluation": _chat}
+                 "chat_evaluation": _chat, "rl": rl_markdown, "rl_chat_evaluation": _chat}
     for key, title in SECTION_TITLES.items():
-        out += ["", f"## {title}", ""] + renderers[key](r[key])
+        if key in r:  # the RL sections only for a model that had RL
+            out += ["", f"## {title}", ""] + renderers[key](r[key])
     out += ["", "## Summary", ""]
-    out += _table(["Metric", "BASE", "SFT"], [[label, fmt(v.get("base"), ".4f"), fmt(v.get("sft"), ".4f")]
-                                              for label, v in r["summary"].items()])
+    columns = ["base", "sft"] + (["rl"] if "rl" in r else [])
+    out += _table(["Metric", *map(str.upper, columns)], [[label, *(fmt(v.get(c), ".4f") for c in columns)]
+                                                          for label, v in r["summary"].items()])
     t = r["timing"]
     out += ["", f"Total wall time: {_duration(t['total_wall_time_sec'])}"
             f" (from {t['start'] or DASH} to the last artifact at {t['last_artifact'] or DASH}); "
