@@ -345,3 +345,27 @@ def test_cli_errors_name_the_task_or_the_folder(tmp_base_dir):
     proc = run_cli(tmp_base_dir, "-i", "sft", "--device-type", "cpu")
     assert proc.returncode == 1
     assert f"no sft checkpoints: the folder {tmp_base_dir / 'chatsft_checkpoints'} is missing" in proc.stderr
+
+
+def test_a_killed_run_keeps_the_tasks_that_finished(tmp_base_dir, tmp_path):
+    """The results files are rewritten after every task: SIGKILL during the second keeps the first."""
+    data = write_task_data(tmp_path / "data")
+    write_checkpoint(tmp_base_dir, gsm8k_model())
+    env = {**os.environ, "NANOCHAT_BASE_DIR": str(tmp_base_dir), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "nanochat_core.cli.chat_eval", "-a", "ARC-Easy|GSM8K", "-n", "500",
+                             "-m", "64", "-t", "1.0", "--task-data", str(data), "--device-type", "cpu"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("[2/2] GSM8K: 3 problems"):  # printed after ARC-Easy's results were written
+            proc.kill()
+            break
+    proc.communicate(timeout=60)
+    assert proc.returncode == -9, "".join(lines)
+    assert any(line.startswith(f"[1/2] ARC-Easy: {len(ARC_ROWS)} problems") for line in lines), "".join(lines)
+    saved = json.loads((tmp_base_dir / "chat_eval" / "sft_d2_000005.json").read_text())
+    assert list(saved["tasks"]) == ["ARC-Easy"] and saved["not_run"] == ["GSM8K"] and saved["partial"]
+    assert saved["tasks"]["ARC-Easy"]["num_problems"] == len(ARC_ROWS)
+    csv_rows = list(csv.reader((tmp_base_dir / "chat_eval" / "sft_d2_000005.csv").open()))
+    assert [r[0] for r in csv_rows] == ["Task", "ARC-Easy", "ChatCORE (partial)"]

@@ -1,8 +1,9 @@
 """`python -m nanochat_core.cli.chat_eval`: evaluate a chat model on the chat tasks (nanochat's scripts/chat_eval.py).
 
 Prints each task's accuracy and ChatCORE (the mean centered accuracy, only when all five tasks ran),
-writes $NANOCHAT_BASE_DIR/chat_eval/<source>_<tag>_<step:06d>.json and .csv, and, when all five
-tasks were asked for, adds chatcore to the checkpoint's meta json.
+writes $NANOCHAT_BASE_DIR/chat_eval/<source>_<tag>_<step:06d>.json and .csv (rewritten after every
+task, so a stopped run keeps the tasks that finished), and, when all five tasks were asked for, adds
+chatcore to the checkpoint's meta json.
 Works under torchrun too: each process scores a share of every task's problems and the counts are
 summed; rank 0 alone prints and writes.
 """
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from nanochat_core.chat.loaded_model import load_chat_model
     from nanochat_core.common.device import init_distributed, print0, resolve_device_type, shutdown_distributed
-    from nanochat_core.evaluation.chat_eval import evaluate_chat, format_chatcore
+    from nanochat_core.evaluation.chat_eval import evaluate_chat, format_chatcore, write_chat_results
     from nanochat_core.tasks.task_data import task_data_root
 
     try:
@@ -74,10 +75,14 @@ def main(argv: list[str] | None = None) -> int:
             task_data = task_data_root(args.task_data)
             print0(f"Evaluating {args.source} {tag} step {step} on {', '.join(task_names)} (task data {task_data})"
                    + (f" on {info.world_size} processes" if info.is_distributed else ""))
+            # rank 0 rewrites the results files after every task: a run stopped later keeps what finished
+            keep = (lambda so_far: write_chat_results(so_far, settings.chat_eval_dir(), args.source, tag, step)) \
+                if info.is_master else None
             result = evaluate_chat(model, tokenizer, info.device, task_names, task_data=task_data,
                                    max_problems=args.max_problems, batch_size=args.batch_size,
                                    num_samples=args.num_samples, temperature=args.temperature, top_k=args.top_k,
-                                   max_new_tokens=args.max_new_tokens, log=print0, context=chat.context)
+                                   max_new_tokens=args.max_new_tokens, log=print0, context=chat.context,
+                                   on_task_done=keep)
             print0(format_chatcore(result))
             if info.is_master:
                 write_outputs(result, args.source, tag, step, root, task_names)

@@ -106,11 +106,14 @@ def evaluate_task(model, tokenizer, device, name: str, task, max_problems: int |
 
 def evaluate_chat(model, tokenizer, device, task_names, task_data=None, max_problems=None, batch_size: int = 8,
                   num_samples: int = 1, temperature: float = 0.0, top_k: int = 50, max_new_tokens: int = 512,
-                  log=print, max_problems_by_type: dict | None = None, context: int | None = None) -> dict:
+                  log=print, max_problems_by_type: dict | None = None, context: int | None = None,
+                  on_task_done=None) -> dict:
     """{"tasks": {name: {accuracy, centered, num_problems, num_correct, seconds, ...}}, "skipped":
-    {name: reason}, "chatcore", "partial", "settings"}. Writes nothing.
-    max_problems caps every task (None = all); max_problems_by_type ({"categorical": n, "generative": m},
-    a negative or None cap = all) overrides it per kind of task, as ChatCORE during SFT does."""
+    {name: reason}, "chatcore", "partial", "settings"}. Writes nothing itself: on_task_done(result so
+    far), called after every task that ran or was skipped, lets a caller keep finished tasks of a run
+    that is stopped later. max_problems caps every task (None = all); max_problems_by_type
+    ({"categorical": n, "generative": m}, a negative or None cap = all) overrides it per kind of
+    task, as ChatCORE during SFT does."""
     task_names = parse_task_names(task_names if isinstance(task_names, str) else "|".join(task_names))
     if batch_size < 1 or max_new_tokens < 1 or num_samples < 1:
         raise ValueError(f"batch_size, max_new_tokens and num_samples must be positive, got "
@@ -121,38 +124,48 @@ def evaluate_chat(model, tokenizer, device, task_names, task_data=None, max_prob
     was_training = model.training
     model.eval()
     tasks, skipped = {}, {}
+    settings = {"task_names": list(task_names), "max_problems": max_problems,
+                "max_problems_by_type": max_problems_by_type, "batch_size": batch_size, "num_samples": num_samples,
+                "temperature": temperature, "top_k": top_k, "max_new_tokens": max_new_tokens}
+
+    def so_far() -> dict:
+        chatcore, partial = chatcore_of(tasks, skipped)
+        return {"tasks": dict(tasks), "skipped": dict(skipped), "chatcore": chatcore, "partial": partial,
+                "settings": settings}
+
+    def run_one(name: str, where: str) -> None:
+        task, missing = None, None
+        try:
+            task = load_eval_task(name, task_data)
+        except TaskDataMissing as e:
+            missing = str(e)
+        # a download may fail on one rank only: then every rank leaves the task out
+        if any_rank(missing is not None, device):
+            skipped[name] = missing or "its data could not be loaded by another process (see its log)"
+            log(f"{name}: skipped ({skipped[name]})")
+            return
+        cap = max_problems
+        if max_problems_by_type and task.eval_type in max_problems_by_type:
+            cap = max_problems_by_type[task.eval_type]
+        if len(task) == 0 or cap == 0:
+            skipped[name] = "no problems to evaluate" + (f" in {', '.join(map(str, task.files))}"
+                                                         if len(task) == 0 and hasattr(task, "files") else "")
+            log(f"{name}: skipped ({skipped[name]})")
+            return
+        count = len(task) if cap is None or cap < 0 else min(len(task), cap)
+        log(f"{where} {name}: {count} problems ...")
+        tasks[name] = evaluate_task(model, tokenizer, device, name, task, cap, batch_size, num_samples, temperature,
+                                    top_k, max_new_tokens, context, log)
+        log(format_task_line(name, tasks[name]))
+
     try:
-        for name in task_names:
-            task, missing = None, None
-            try:
-                task = load_eval_task(name, task_data)
-            except TaskDataMissing as e:
-                missing = str(e)
-            # a download may fail on one rank only: then every rank leaves the task out
-            if any_rank(missing is not None, device):
-                skipped[name] = missing or "its data could not be loaded by another process (see its log)"
-                log(f"{name}: skipped ({skipped[name]})")
-                continue
-            cap = max_problems
-            if max_problems_by_type and task.eval_type in max_problems_by_type:
-                cap = max_problems_by_type[task.eval_type]
-            if len(task) == 0 or cap == 0:
-                skipped[name] = "no problems to evaluate" + (f" in {', '.join(map(str, task.files))}"
-                                                             if len(task) == 0 and hasattr(task, "files") else "")
-                log(f"{name}: skipped ({skipped[name]})")
-                continue
-            result = evaluate_task(model, tokenizer, device, name, task, cap, batch_size, num_samples, temperature,
-                                   top_k, max_new_tokens, context, log)
-            tasks[name] = result
-            log(format_task_line(name, result))
+        for number, name in enumerate(task_names, 1):
+            run_one(name, f"[{number}/{len(task_names)}]")
+            if on_task_done is not None:
+                on_task_done(so_far())
     finally:
         model.train(was_training)
-    chatcore, partial = chatcore_of(tasks, skipped)
-    return {"tasks": tasks, "skipped": skipped, "chatcore": chatcore, "partial": partial,
-            "settings": {"task_names": list(task_names), "max_problems": max_problems,
-                         "max_problems_by_type": max_problems_by_type, "batch_size": batch_size,
-                         "num_samples": num_samples, "temperature": temperature, "top_k": top_k,
-                         "max_new_tokens": max_new_tokens}}
+    return so_far()
 
 
 def format_task_line(name: str, t: dict) -> str:
@@ -175,7 +188,7 @@ def format_chatcore(result: dict) -> str:
 def write_chat_results(result: dict, out_dir, source: str, model_tag: str, step: int) -> Path:
     """<out_dir>/<source>_<tag>_<step:06d>.json and its .csv twin (Task,Accuracy,Centered; skipped
     tasks with empty cells; last row ChatCORE, or `ChatCORE (partial)` with an empty value), both
-    atomic. Returns the JSON path."""
+    atomic; the JSON lists the tasks asked for but not reached (`not_run`). Returns the JSON path."""
     stem = Path(out_dir) / f"{source}_{model_tag}_{step:06d}"
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -188,8 +201,11 @@ def write_chat_results(result: dict, out_dir, source: str, model_tag: str, step:
     writer.writerow(["ChatCORE (partial)" if result["partial"] else "ChatCORE", "",
                      "" if chatcore is None else f"{chatcore:.6f}"])
     json_path = stem.with_suffix(".json")
+    asked = result.get("settings", {}).get("task_names", [])
+    not_run = [n for n in asked if n not in result["tasks"] and n not in result["skipped"]]
     write_text_atomic(stem.with_suffix(".csv"), buf.getvalue())
     write_json_atomic(json_path, {"model_tag": model_tag, "step": step, "source": source, "tasks": result["tasks"],
                                   "chatcore": chatcore, "partial": result["partial"], "skipped": result["skipped"],
+                                  "not_run": not_run,  # asked for, not reached yet: a run stopped early
                                   "settings": result.get("settings", {})})
     return json_path
