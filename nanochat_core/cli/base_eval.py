@@ -38,7 +38,7 @@ def parse_modes(text: str, parser: argparse.ArgumentParser) -> list[str]:
 
 
 def eval_bpb(model, meta, tokenizer, args, info) -> dict[str, float]:
-    from nanochat_core.data.loader import pretraining_loader
+    from nanochat_core.data.loader import evaluation_loader
     from nanochat_core.evaluation.bpb import evaluate_bpb
     from nanochat_core.common.device import print0
     from nanochat_core.tokenizer.bpe import get_token_bytes
@@ -52,8 +52,9 @@ def eval_bpb(model, meta, tokenizer, args, info) -> dict[str, float]:
     token_bytes = get_token_bytes(device=info.device)
     results = {}
     for split in ("train", "val"):
-        loader = pretraining_loader(tokenizer, args.device_batch_size, seq_len, split, device=info.device,
-                                    rank=info.rank, world_size=info.world_size)
+        # each rank scores its share of one process's batches: the same bpb for any number of ranks
+        loader = evaluation_loader(tokenizer, args.device_batch_size, seq_len, split, device=info.device,
+                                   rank=info.rank, world_size=info.world_size)
         results[split] = evaluate_bpb(model, loader, steps, token_bytes)
         print0(f"{split} bpb: {results[split]:.6f}")
     return results

@@ -17,9 +17,17 @@ Resume state (JSON-serializable), yielded with every batch:
                            whole, so they are re-read and re-tokenized on resume.
 A state with the first three keys only (a nanochat checkpoint) resumes nanochat's way: empty
 buffer, at the row group after rg_idx for this rank.
+
+Evaluation (validation bpb, base_eval's bpb) reads through evaluation_loader instead: every rank
+packs the one-process stream and keeps batches rank, rank+W, ..., so W ranks together score exactly
+the batches one process scores (the summed nats and bytes are equal, the result too), whatever the
+number of row groups (a small validation shard may have a single one). Each rank tokenizes the whole
+evaluated prefix: a few times more tokenizer work for a validation, in exchange for a val_bpb that
+does not depend on how many processes a cell was trained with.
 """
 from __future__ import annotations
 
+import itertools
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -183,6 +191,16 @@ def pretraining_loader(
     # Validation above runs at call time; the generator below starts at the first next().
     return _generate(tokenizer, B, T, shards, torch.device(device), resume_state_dict, rank, world_size,
                      tokenizer_threads, tokenizer_batch_size, buffer_size)
+
+
+def evaluation_loader(tokenizer, B: int, T: int, split: str, data_dir: Path | None = None,
+                      device: str | torch.device = "cpu", rank: int = 0, world_size: int = 1,
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict]]:
+    """This rank's share of one process's batches (every world_size-th, from the rank-th): for
+    evaluations whose ranks sum their results. Fresh from the start of the split each call."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} out of range for world_size {world_size}")
+    return itertools.islice(pretraining_loader(tokenizer, B, T, split, data_dir, device), rank, None, world_size)
 
 
 def _generate(tokenizer, B, T, shards, device, state, rank, world_size, threads, chunk_size, buffer_size):

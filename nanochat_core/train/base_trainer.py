@@ -131,6 +131,14 @@ class BaseTrainer(TrainingLoop):
         return pretraining_loader(self.tokenizer, self.device_batch_size, self.seq_len, split, device=self.device,
                                   resume_state_dict=state, rank=self.info.rank, world_size=self.info.world_size)
 
+    def _val_batches(self):
+        """This rank's share of one process's validation batches: the same val_bpb for any number of
+        ranks, and a validation shard with fewer row groups than ranks still serves them all."""
+        from nanochat_core.data.loader import evaluation_loader
+
+        return evaluation_loader(self.tokenizer, self.device_batch_size, self.seq_len, "val", device=self.device,
+                                 rank=self.info.rank, world_size=self.info.world_size)
+
     def _find_core_metric(self):
         evaluator = find_core_evaluator()
         if evaluator is None:
@@ -168,7 +176,7 @@ class BaseTrainer(TrainingLoop):
         from nanochat_core.evaluation.bpb import evaluate_bpb
 
         with self._evaluating() as model:
-            val_bpb = evaluate_bpb(model, self._loader("val"), self._eval_steps(), self.token_bytes)
+            val_bpb = evaluate_bpb(model, self._val_batches(), self._eval_steps(), self.token_bytes)
         self._record_val_bpb(step, val_bpb)
 
     def core_metric(self, step: int) -> None:
