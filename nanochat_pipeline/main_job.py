@@ -3,7 +3,8 @@
 Each asset (each base_model cell) is its own run on the persistent instance, so `dg dev`
 shows the same history; assets that are up to date (materialized, not unsynced, files on disk)
 are skipped. sft_model and eval_report run for the preset's chat_cells only (each is one more
-training run and evaluation); the other cells are one click away in the UI.
+training run and evaluation), rl_model (between them) for its rl_cells; the other cells are one
+click away in the UI.
 """
 from __future__ import annotations
 
@@ -39,10 +40,11 @@ def artifact_paths(preset, asset: str, partition: str | None) -> list[Path]:
         return tokenizer_files(settings.tokenizer_dir(root))
     if asset == "synthetic_conversations":
         return [default_output(root)]
-    if asset in ("base_model", "sft_model", "eval_report"):
+    if asset in ("base_model", "sft_model", "rl_model", "eval_report"):
         tag = cell_from_key(grid_partitions(preset), partition).model_tag
         return [{"base_model": settings.base_checkpoints_dir(root) / tag,
                  "sft_model": settings.chatsft_checkpoints_dir(root) / tag,
+                 "rl_model": settings.chatrl_checkpoints_dir(root) / tag,
                  "eval_report": settings.report_dir(root) / tag / "report.md"}[asset]]
     if asset == "scaling_results":
         return [results_csv(preset)]
@@ -102,7 +104,8 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
             yield "base_model", cell
         yield "scaling_results", None
         for cell in preset.chat_cells:
-            for asset in ("sft_model", "eval_report"):
+            rl = ("rl_model",) if cell in preset.rl_cells else ()
+            for asset in ("sft_model", *rl, "eval_report"):
                 yield asset, cell
 
     code = 0
@@ -119,9 +122,7 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
 
 def closing(terminal: Terminal, preset, instance: dg.DagsterInstance, code: int) -> None:
     """The summary table, the scaling verdict, where everything is, how to resume and open the UI."""
-    terminal.say()
     terminal.summary_table()
-    terminal.say()
     from nanochat_core.scaling.analysis import FIT_FILE  # torch: only once the job is over
 
     terminal.say(f"scaling: {scaling_verdict(instance, results_csv(preset).parent / FIT_FILE)}")

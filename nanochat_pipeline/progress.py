@@ -21,12 +21,13 @@ from nanochat_core.common.atomic import write_json_atomic
 
 WRITE_EVERY = 0.5  # seconds between rewrites in the child (a demo step takes milliseconds)
 POLL_EVERY = 0.5  # seconds between reads in the main job
-# When stdout is not a terminal (CI, a pipe): a line when a cell passes a quarter of its steps, at
-# least LINE_EVERY seconds after the previous line (a short cell prints none), and one at least every
-# QUIET_AT_MOST seconds on a long one. A log then grows with the number of cells, not with their length.
+# When stdout is not a terminal (CI, a pipe): a line when a cell passes half of its steps, at least
+# LINE_EVERY seconds after its start line (a short cell prints none), and one at least every
+# QUIET_AT_MOST seconds on a long one. A log then grows with the number of cells, not with the speed
+# of the machine (the demo's ten cells stay under its 80 lines on a busy one too).
 LINE_EVERY = 10.0
 QUIET_AT_MOST = 300.0
-QUARTERS = 4
+PARTS = 2
 
 
 def progress_file(base_dir: Path, asset: str, tag: str) -> Path:
@@ -80,7 +81,7 @@ class ProgressWatcher:
         self.thread = threading.Thread(target=self._loop, name=f"progress {label}", daemon=True)
         self.bar: tqdm | None = None
         self.last_line = time.monotonic()  # the start line was just printed
-        self.quarter = 0  # the last quarter of the steps a line was printed for
+        self.part = 0  # the last part (half) of the steps a line was printed for
 
     def __enter__(self) -> "ProgressWatcher":
         self.thread.start()
@@ -109,7 +110,7 @@ class ProgressWatcher:
             self.bar.update(p["step"] - self.bar.n)
         elif self._line_due(p):
             self.last_line = time.monotonic()
-            self.quarter = quarter_of(p)
+            self.part = part_of(p)
             rate = (p["step"] - initial) / p["elapsed"] if p["elapsed"] > 0 else None
             meter = tqdm.format_meter(p["step"], p["total"], p["elapsed"], prefix=f"  {self.label}", unit="step",
                                       rate=rate, initial=initial, ncols=100, postfix=describe(p))
@@ -117,11 +118,11 @@ class ProgressWatcher:
 
     def _line_due(self, p: dict) -> bool:
         quiet = time.monotonic() - self.last_line
-        return quiet >= QUIET_AT_MOST or (quiet >= LINE_EVERY and quarter_of(p) > self.quarter)
+        return quiet >= QUIET_AT_MOST or (quiet >= LINE_EVERY and part_of(p) > self.part)
 
 
-def quarter_of(p: dict) -> int:
-    return QUARTERS * p["step"] // p["total"] if p.get("total") else 0
+def part_of(p: dict) -> int:
+    return PARTS * p["step"] // p["total"] if p.get("total") else 0
 
 
 def is_terminal(stream: TextIO) -> bool:
