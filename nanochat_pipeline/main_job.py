@@ -76,8 +76,9 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
             result = dg.materialize(assets, selection=[asset], partition_key=partition, instance=instance,
                                     resources=defs.resources, raise_on_error=False,
                                     tags={"nanochat/main_job": preset.name})
-        for warning in run_warnings(instance, result.run_id):
-            terminal.warn(f"{label}: {warning}")
+        warnings = run_warnings(instance, result.run_id)
+        if warnings:  # one line per run: the first warning, and how many more the log file holds
+            terminal.warn(f"{label}: {warnings[0]}", more=len(warnings) - 1)
         if was_interrupted(result):
             terminal.finished(label, "interrupted", since)
             return 130

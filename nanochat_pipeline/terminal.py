@@ -110,12 +110,13 @@ class Terminal:
         took = f" in {format_seconds(seconds)}" if seconds is not None else ""
         self.say(f"  {label}: {status}{took}" + (f"  {metric}" if metric else ""))
 
-    def warn(self, text: str) -> None:
+    def warn(self, text: str, more: int = 0) -> None:
+        """Once per text: its first line, cut to WARNING_CHARS; `more` warnings of the same run are counted."""
         short = text.strip().splitlines()[0] if text.strip() else ""
         short = short if len(short) <= WARNING_CHARS else short[:WARNING_CHARS - 3] + "..."
         if short and short not in self.warned:
             self.warned.add(short)
-            self.say(f"  warning: {short}")
+            self.say(f"  warning: {short}" + (f" (+{more} more in the log)" if more else ""))
 
     def summary_table(self) -> None:
         """asset, partition, status, time, key metric: one row per asset the job looked at (rich's table)."""

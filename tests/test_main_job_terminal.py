@@ -94,11 +94,13 @@ def test_terminal_warns_once_and_tabulates():
     t = Terminal(console)
     t.warn("cell d1: val_bpb is NaN\nmore detail")
     t.warn("cell d1: val_bpb is NaN\nother detail")
+    t.warn("x" * 400, more=2)
     t.finished("base_model[d1|2e9]", "done", time.monotonic() - 2, "val_bpb 3.1")
     t.finished("tokenizer", "up to date", None, "vocab_size 320")
     t.summary_table()
     out = console.getvalue()
     assert out.count("warning: cell d1: val_bpb is NaN") == 1 and "more detail" not in out
+    assert "  warning: " + "x" * 157 + "... (+2 more in the log)\n" in out
     rows = [line.split() for line in out.splitlines()]
     assert ["base_model", "d1|2e9", "done"] == rows[-2][:3] and rows[-2][-2:] == ["val_bpb", "3.1"]
     assert rows[-1][:4] == ["tokenizer", "up", "to", "date"]
