@@ -1,4 +1,4 @@
-"""What both training children (base_train, chat_sft) do around the core's training function.
+"""What the training children (base_train, chat_sft, chat_rl) do around the core's training function.
 
 Only global rank 0 opens Pipes (two reporting ranks break the session); metrics stream into the
 step's log and a loss curve; a cancelled run exits EXIT_INTERRUPTED with its checkpoint saved and
@@ -43,8 +43,10 @@ def run_training_child(tag: str, train: Callable, curve_path: Path,
             elif "loss" in m:
                 steps.append(m["step"])
                 losses.append(m["loss"])
-                if m["step"] % 10 == 0:
-                    log(f"step {m['step']}: loss {m['loss']:.4f}, {m['tok_per_sec']:,} tok/s, mfu {m['mfu']:.2f}%")
+                if m["step"] % 10 == 0:  # RL's steps report a mean reward rather than tokens per second
+                    rate = f"{m['tok_per_sec']:,} tok/s, mfu {m['mfu']:.2f}%" if "tok_per_sec" in m else \
+                        f"mean reward {m['mean_reward']:.4f}"
+                    log(f"step {m['step']}: loss {m['loss']:.4f}, {rate}")
 
         if resume_from_step >= 0:
             log(f"resuming {tag} from its checkpoint at step {resume_from_step}")
@@ -61,7 +63,7 @@ def run_training_child(tag: str, train: Callable, curve_path: Path,
         metadata = metadata_of(summary, meta, model_file, curve)
         if pipes is not None:
             pipes.report_asset_materialization(metadata=metadata, data_version=files_sha256([model_file]))
-        log(f"trained {tag}: val_bpb {summary['val_bpb']}, checkpoint {model_file}")
+        log(f"trained {tag}: val_bpb {summary.get('val_bpb')}, checkpoint {model_file}")
     return 0
 
 

@@ -26,7 +26,8 @@ SYNTHETIC_KEYS = {"num", "seed", "backend", "model", "base_url", "workers"}
 EVALUATION_KEYS = {"offline", "task_data", "core_max_per_task", "chat_tasks", "chat_max_problems", "chat_cells"}
 # Flags the pipeline sets itself from the grid cell; a preset may not override them.
 CELL_FLAGS = {"depth", "target_flops", "model_tag", "resume_from_step"}
-TOP_KEYS = {"name", "depths", "flops", "schedule_cron", "corpus", "tokenizer", "synthetic", "train", "sft", "evaluation"}
+TOP_KEYS = {"name", "depths", "flops", "schedule_cron", "corpus", "tokenizer", "synthetic", "train", "sft", "evaluation",
+            "rl"}
 
 
 class PresetError(ValueError):
@@ -47,6 +48,8 @@ class Preset:
     nproc_per_node: int = 1
     sft: dict = field(default_factory=dict)     # chat_sft overrides (python names)
     evaluation: dict = field(default_factory=dict)
+    rl: dict = field(default_factory=dict)      # chat_rl overrides (python names)
+    rl_cells: list = field(default_factory=list)  # [rl] rl_cells: the chat cells the main job runs RL for
 
     @property
     def chat_cells(self) -> list[str]:
@@ -124,16 +127,37 @@ def load_preset(name_or_path: str) -> Preset:
     stray = [c for c in evaluation.get("chat_cells", []) if c not in grid]
     if stray:
         raise PresetError(f"{path} [evaluation] chat_cells: {stray} not in the grid (cells look like {sorted(grid)[0]!r})")
+    rl, rl_cells = rl_settings(path, data.get("rl", {}), evaluation.get("chat_cells") or [f"{depth_keys[-1]}|{flops_keys[-1]}"])
     return Preset(
         name=name, path=path, depth_keys=depth_keys, flops_keys=flops_keys,
         schedule_cron=data.get("schedule_cron", "0 3 * * 0"), corpus=data.get("corpus", {}),
         tokenizer=data.get("tokenizer", {}), synthetic=data.get("synthetic", {}), train=train, nproc_per_node=nproc,
-        sft=sft, evaluation=evaluation,
+        sft=sft, evaluation=evaluation, rl=rl, rl_cells=rl_cells,
     )
 
 
 # chat_sft flags the pipeline sets itself (the cell's tags, the data it wires in, resuming).
 SFT_PIPELINE_FLAGS = {"model_tag", "model_step", "output_tag", "resume_from_step", "identity", "task_data", "jsonl"}
+
+
+# chat_rl flags the pipeline sets itself (the cell's tag, the task data it wires in, resuming).
+RL_PIPELINE_FLAGS = {"model_tag", "model_step", "resume_from_step", "task_data"}
+
+
+def rl_settings(path: Path, table: dict, chat_cells: list[str]) -> tuple[dict, list[str]]:
+    """([rl] chat_rl flags, rl_cells): RL starts from a cell's SFT model, so an RL cell must be a chat cell."""
+    from nanochat_core.train.rl_args import build_rl_parser
+
+    rl = dict(table)
+    rl_cells = rl.pop("rl_cells", [])
+    if not isinstance(rl_cells, list) or not all(isinstance(c, str) for c in rl_cells):
+        raise PresetError(f"{path} [rl] rl_cells: expected a list of cells such as [\"d3|1e11\"], got {rl_cells!r}")
+    stray = [c for c in rl_cells if c not in chat_cells]
+    if stray:
+        raise PresetError(f"{path} [rl] rl_cells: {stray} are not chat cells ({chat_cells}): RL starts from a cell's SFT model")
+    flags = {a.dest for a in build_rl_parser()._actions if a.dest != "help"}
+    _check_keys(f"{path} [rl] (chat_rl flags, python names, and rl_cells)", rl, flags - RL_PIPELINE_FLAGS)
+    return rl, rl_cells
 
 
 def sft_flag_names() -> set[str]:

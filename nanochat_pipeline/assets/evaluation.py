@@ -37,12 +37,15 @@ def evaluation_commands(preset: Preset, tag: str, bundle_ready: bool) -> list[tu
         commands.append(("nanochat_core.cli.base_eval", [
             "--eval", "core", "--model-tag", tag, "--max-per-task", str(e.get("core_max_per_task", -1)),
             "--bundle-dir", str(settings.eval_bundle_dir(preset.root)), "--device-type", device_type(preset)]))
-    chat = ["-i", "sft", "-g", tag, "--task-data", str(task_data_dir(preset)), "--device-type", device_type(preset)]
-    if e.get("chat_tasks"):  # else chat_eval's default: all five tasks
-        chat += ["-a", str(e["chat_tasks"])]
-    if e.get("chat_max_problems"):
-        chat += ["-x", str(e["chat_max_problems"])]
-    commands.append(("nanochat_core.cli.chat_eval", chat))
+    # the SFT model, and the RL model too when the cell has one (the report card's RL column)
+    sources = ["sft"] + (["rl"] if (settings.chatrl_checkpoints_dir(preset.root) / tag).is_dir() else [])
+    for source in sources:
+        chat = ["-i", source, "-g", tag, "--task-data", str(task_data_dir(preset)), "--device-type", device_type(preset)]
+        if e.get("chat_tasks"):  # else chat_eval's default: all five tasks
+            chat += ["-a", str(e["chat_tasks"])]
+        if e.get("chat_max_problems"):
+            chat += ["-x", str(e["chat_max_problems"])]
+        commands.append(("nanochat_core.cli.chat_eval", chat))
     return commands
 
 
@@ -57,12 +60,13 @@ def report_metadata(report: dict, markdown: str, md_path) -> dict:
 
 
 def build_evaluation_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, sft_model_asset,
-                            eval_bundle_asset, task_data_asset) -> list:
+                            eval_bundle_asset, task_data_asset, rl_model_asset) -> list:
     root = preset.root
 
     @dg.asset(group_name="evaluation", code_version="1", partitions_def=partitions,
-              deps=[sft_model_asset, eval_bundle_asset, task_data_asset],
-              description="CORE (base model) + chat evaluation (SFT model) and the report card of one cell.")
+              deps=[sft_model_asset, rl_model_asset, eval_bundle_asset, task_data_asset],
+              description="CORE (base model) + chat evaluation (SFT model, and RL model when the cell has one) "
+                          "and the report card of one cell.")
     def eval_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         from nanochat_core.report.card import write_report
 

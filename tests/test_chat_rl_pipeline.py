@@ -1,0 +1,121 @@
+"""rl_model in the pipeline: the preset's [rl] table and rl_cells, the Pipes child on a real instance, its
+blocking checks failing on real bad files, and eval_report's RL row."""
+import json
+import math
+import shutil
+
+import dagster as dg
+import pytest
+import torch
+
+from nanochat_core.common import settings
+from nanochat_core.model import checkpoint as ckpt
+from nanochat_pipeline.assets.rl import rl_model_checks
+from nanochat_pipeline.presets import PresetError, load_preset
+from test_pipeline_helpers import DATA_ASSETS, latest_materialization, materialize, tiny_defs, write_tiny_preset
+
+CELL = "d1|2e9"
+RL_SECTION = """
+[rl]
+rl_cells = ["d1|2e9"]
+task = "arithmetic"
+num_iterations = 2
+examples_per_step = 2
+num_samples = 2
+device_batch_size = 2
+max_new_tokens = 16
+eval_every = 2
+eval_examples = 2
+"""
+
+
+def preset_with(tmp_path, sections: str):
+    return load_preset(str(write_tiny_preset(tmp_path, extra_sections=sections)))
+
+
+def test_rl_table_and_cells_are_validated(tmp_path):
+    preset = preset_with(tmp_path, "[evaluation]\nchat_cells = [\"d1|2e9\"]\n" + RL_SECTION)
+    assert preset.rl_cells == [CELL] and preset.rl["task"] == "arithmetic" and "rl_cells" not in preset.rl
+    assert preset_with(tmp_path, "").rl_cells == []  # no [rl] table: no RL
+    with pytest.raises(PresetError, match=r"\[rl\] rl_cells: \['d1\|2e9'\] are not chat cells"):
+        preset_with(tmp_path, "[evaluation]\nchat_cells = [\"d1|4e9\"]\n" + RL_SECTION)
+    with pytest.raises(PresetError, match=r"\[rl\] .*unknown key\(s\) \['num_sample'\]"):
+        preset_with(tmp_path, "[rl]\nnum_sample = 3\n")
+    with pytest.raises(PresetError, match=r"unknown key\(s\) \['model_tag'\]"):  # the pipeline sets it
+        preset_with(tmp_path, "[rl]\nmodel_tag = \"x\"\n")
+
+
+def write_rl_checkpoint(folder, rewards, step=2):
+    """A real (tiny) RL checkpoint: a GPT's weights and a meta with the reward history chat_rl records."""
+    from nanochat_core.model.gpt import GPT, GPTConfig
+
+    config = GPTConfig(sequence_len=16, vocab_size=64, n_layer=1, n_head=1, n_kv_head=1, n_embd=32, window_pattern="L")
+    model = GPT(config)
+    model.init_weights()
+    history = {"rewards": [{"step": i, "mean_reward": r, "mean_sequence_length": 10.0} for i, r in enumerate(rewards)],
+               "pass_at_k": [{"step": 0, "pass_at_k": [0.5, 0.5], "problems": 2}]}
+    ckpt.save_checkpoint(folder, step, model.state_dict(), None,
+                         {"step": step, "model_config": config.__dict__, "rl_history": history})
+
+
+def test_rl_checks_fail_on_bad_runs(tmp_path):
+    good = {"final_loss": dg.MetadataValue.float(-0.01)}
+    write_rl_checkpoint(tmp_path / "ok", [0.25, 0.5])
+    assert all(c.passed for c in rl_model_checks(good, tmp_path / "ok", 2))
+
+    nan_loss = {c.check_name: c.passed for c in rl_model_checks({"final_loss": float("nan")}, tmp_path / "ok", 2)}
+    assert nan_loss == {"rl_finite_loss": False, "rl_checkpoint_loads": True, "rl_reward_not_nan": True}
+
+    write_rl_checkpoint(tmp_path / "nan", [0.25, float("nan")])
+    reward = {c.check_name: c for c in rl_model_checks(good, tmp_path / "nan", 2)}["rl_reward_not_nan"]
+    assert not reward.passed and "mean reward at step 1: nan" in reward.description
+
+    shutil.copytree(tmp_path / "ok", tmp_path / "broken")
+    model_file = ckpt.model_path(tmp_path / "broken", 2)
+    model_file.write_bytes(model_file.read_bytes()[:200])  # a truncated save
+    loads = {c.check_name: c for c in rl_model_checks(good, tmp_path / "broken", 2)}["rl_checkpoint_loads"]
+    assert not loads.passed and loads.description
+
+
+@pytest.mark.slow
+def test_rl_model_after_sft_and_the_rl_row_in_eval_report(tmp_base_dir, tmp_path):
+    task_data = tmp_path / "task_data"
+    (task_data / "gsm8k").mkdir(parents=True)
+    (task_data / "gsm8k" / "test.jsonl").write_text("".join(
+        json.dumps({"question": f"What is {i} plus {i}?", "answer": f"<<{i}+{i}={2 * i}>>{2 * i}\n#### {2 * i}"}) + "\n"
+        for i in range(2)))
+    sections = f"""
+[sft]
+max_seq_len = 512
+device_batch_size = 4
+total_batch_size = 2048
+num_iterations = 2
+eval_every = -1
+chatcore_every = -1
+
+[evaluation]
+offline = true
+task_data = "{task_data}"
+chat_tasks = "GSM8K"
+chat_max_problems = 2
+chat_cells = ["{CELL}"]
+""" + RL_SECTION
+    defs, preset = tiny_defs(write_tiny_preset(tmp_path, extra_sections=sections))
+    with dg.instance_for_test() as instance:
+        assert materialize(defs, instance, DATA_ASSETS + ["synthetic_conversations", "eval_bundle", "task_data"]).success
+        for asset in ("base_model", "sft_model", "rl_model"):
+            result = materialize(defs, instance, [asset], CELL)
+            assert result.success, asset
+        checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        assert checks == {"rl_finite_loss": True, "rl_checkpoint_loads": True, "rl_reward_not_nan": True}
+        rl = {k: v.value for k, v in latest_materialization(instance, "rl_model", CELL).metadata.items()}
+        assert rl["steps"] == 2 and rl["task"] == "arithmetic" and math.isfinite(rl["final_loss"])
+        assert 0.0 <= rl["pass@1_before"] <= 1.0 and 0.0 <= rl["pass@1"] <= 1.0 and rl["rollouts_per_sec"] > 0
+        folder = settings.chatrl_checkpoints_dir(preset.root) / "d1_2e9"
+        assert ckpt.find_last_step(folder) == 2 and torch.load(ckpt.model_path(folder, 2), weights_only=True)
+
+        assert materialize(defs, instance, ["eval_report"], CELL).success
+        report = {k: v.value for k, v in latest_materialization(instance, "eval_report", CELL).metadata.items()}
+        assert 0.0 <= report["GSM8K (rl)"] <= 1.0 and 0.0 <= report["GSM8K (sft)"] <= 1.0
+        card = (settings.report_dir(preset.root) / "d1_2e9" / "report.md").read_text()
+        assert "## RL" in card and "Task: Arithmetic (`--task arithmetic`)" in card
