@@ -72,7 +72,7 @@ def describe(progress: dict) -> str:
 
 class ProgressWatcher:
     """Main-job side: a thread that draws one cell's progress while its run is in progress: a tqdm bar
-    redrawn in place on a terminal, else at most one line per LINE_EVERY seconds."""
+    redrawn in place on a terminal, else a few lines (see PARTS, LINE_EVERY, QUIET_AT_MOST)."""
 
     def __init__(self, path: Path, label: str, console: TextIO, interactive: bool):
         self.path, self.label, self.console, self.interactive = path, label, console, interactive
