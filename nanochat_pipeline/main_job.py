@@ -132,8 +132,9 @@ def closing(terminal: Terminal, preset, instance: dg.DagsterInstance, code: int)
     terminal.say(f"report cards: {settings.report_dir(preset.root)}/<tag>/report.md")
     terminal.say(f"history: {instance.root_directory}; open it with: {ui_command(preset, instance)}")
     if code == 130:
-        last = terminal.outcomes[-1].label.partition("[")[0] if terminal.outcomes else None
-        saved = "the cell in progress saved a checkpoint. " if last in TRAINING_ASSETS else ""
+        last = terminal.outcomes[-1] if terminal.outcomes else None
+        cell = last is not None and last.status == "interrupted" and last.label.partition("[")[0] in TRAINING_ASSETS
+        saved = "the cell in progress saved a checkpoint. " if cell else ""
         terminal.say(f"interrupted: {saved}Resume with: python -m nanochat_pipeline run --preset {preset_argument(preset)}")
     elif code:
         terminal.say("failed: the log file has the whole error; fix it and run the same command again "
