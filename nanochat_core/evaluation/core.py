@@ -64,11 +64,19 @@ def evaluate_model(model, tokenizer, device, max_per_task: int = -1, bundle_dir=
 
 def evaluate_task(model, tokenizer, device, spec: TaskSpec, max_per_task: int, batch_size: int,
                   context: int) -> dict:
-    rows = load_rows(spec.data_path, max_per_task)
+    # The scored items are the first max_per_task of the shuffled rows (nanochat's subsample); their
+    # few-shot examples come from all the rows but the item, so a 10-shot task scores with any
+    # --max-per-task (nanochat drew them from the cut, which fails below 11). Without a cut the
+    # two are the same rows, and every prompt is nanochat's.
+    rows = load_rows(spec.data_path, -1)
+    n_items = len(rows) if max_per_task <= 0 else min(len(rows), max_per_task)
+    if rows and spec.num_fewshot >= len(rows):
+        raise ValueError(f"{spec.data_path}: {spec.label} is {spec.num_fewshot}-shot, which needs at least "
+                         f"{spec.num_fewshot + 1} rows; the file has {len(rows)}")
     rank, world = rank_and_world()
     fitted, gold, too_long = [], [], 0
     with failing_together(device, f"{spec.data_path}: another process found a malformed row (see its error)"):
-        for idx in range(rank, len(rows), world):  # this rank's share of the examples
+        for idx in range(rank, n_items, world):  # this rank's share of the examples
             ex = build_example(spec, rows, idx, tokenizer)
             cropped_rows = crop_example(ex, context)
             if cropped_rows is None:
@@ -109,14 +117,15 @@ def format_core(result: dict) -> str:
 
 def write_results(result: dict, out_dir: Path, model_tag: str, step: int) -> tuple[Path, Path]:
     """base_eval/<tag>_<step:06d>.csv (Task,Accuracy,Centered; empty cells for a skipped task; last row
-    CORE, labelled `CORE (partial)` when tasks were skipped) and its JSON twin, both atomic."""
+    `CORE` always, so parsers that look for nanochat's row find it) and its JSON twin, both atomic; a
+    partial run (tasks skipped) says so in the JSON's `partial` and `skipped`, the log and the card."""
     stem = Path(out_dir) / f"{model_tag}_{step:06d}"
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["Task", "Accuracy", "Centered"])
     for label, t in result["tasks"].items():
         writer.writerow([label, _cell(t["accuracy"]), _cell(t["centered"])])
-    writer.writerow(["CORE (partial)" if result["partial"] else "CORE", "", _cell(result["core_metric"])])
+    writer.writerow(["CORE", "", _cell(result["core_metric"])])
     csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
     write_text_atomic(csv_path, buf.getvalue())
     write_json_atomic(json_path, {"model_tag": model_tag, "step": step, "core": result["core_metric"],
