@@ -11,7 +11,7 @@ from nanochat_pipeline.partitions import cell_from_key, grid_partitions
 from nanochat_pipeline.presets import PresetError, load_preset
 
 REPO = Path(__file__).resolve().parents[1]
-ASSETS = {"raw_corpus", "shuffled_shards", "tokenizer", "base_model", "sft_model", "eval_report",
+ASSETS = {"raw_corpus", "shuffled_shards", "tokenizer", "base_model", "sft_model", "rl_model", "eval_report",
           "synthetic_conversations", "scaling_results", "eval_bundle", "task_data"}
 
 
