@@ -60,3 +60,23 @@ def test_bad_arguments_are_refused_clearly():
         Arithmetic("validation")
     with pytest.raises(ValueError, match="only .* distinct train problems with max_operand 2"):
         Arithmetic("train", size=5000, max_operand=2)
+
+
+def test_sft_mixture_takes_the_arithmetic_rows_only_when_asked(tmp_path, monkeypatch):
+    from nanochat_core.tasks import task_data
+    from nanochat_core.train.sft_mixture import build_sft_data
+    from sft_fixtures import write_conversations
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(task_data, "_unreachable", None)
+    identity = write_conversations(tmp_path / "identity.jsonl", 20, seed=0, tag="id")
+    without = build_sft_data(tmp_path / "task_data", identity, [], 0, 0)
+    assert [s.name for s in without.sources] == [f"identity {identity}"]
+    data = build_sft_data(tmp_path / "task_data", identity, [], 0, 0, arithmetic_epochs=2)
+    arithmetic = next(s for s in data.sources if s.name == "Arithmetic train")
+    # no test split offline: 2% of each source is held out for validation, the rest trained on twice
+    assert arithmetic.epochs == 2 and len(arithmetic.task) == 4900
+    assert len(data.train) == 2 * 4900 + 2 * (20 - 1)
+    tool_calls = [p for i in range(50) for m in data.train[i]["messages"] if isinstance(m["content"], list)
+                  for p in m["content"] if p["type"] == "python"]
+    assert tool_calls  # the rows keep their calculator calls

@@ -75,6 +75,9 @@ def build_sft_parser() -> argparse.ArgumentParser:
                    help="epochs over MMLU auxiliary_train (0 = leave it out)")
     g.add_argument("--gsm8k-epochs", type=non_negative("--gsm8k-epochs"), default=4,
                    help="epochs over GSM8K train (0 = leave it out)")
+    g.add_argument("--arithmetic-epochs", type=non_negative("--arithmetic-epochs"), default=0,
+                   help="ours: epochs over the generated arithmetic task's train split (tool calls included), "
+                        "the offline stand-in for GSM8K before chat_rl --task arithmetic (0 = leave it out)")
     g.add_argument("--seed", type=int, default=42, help="shuffle seed of the mixture")
     g = p.add_argument_group("optimization (None = inherit from the base checkpoint)")
     g.add_argument("--num-iterations", type=int, default=-1, help="number of steps (-1 = one epoch of the mixture)")
@@ -107,7 +110,7 @@ def validate_sft_args(args: argparse.Namespace) -> argparse.Namespace:
     """Checks the parser cannot express (and re-checks types for programmatic Namespaces)."""
     for name in FRACTION_FLAGS:
         fraction(flag_name(name))(str(getattr(args, name)))
-    for name in ("mmlu_epochs", "gsm8k_epochs"):
+    for name in ("mmlu_epochs", "gsm8k_epochs", "arithmetic_epochs"):
         non_negative(flag_name(name))(str(getattr(args, name)))
     zero_or_one(str(args.load_optimizer))
     if args.device_batch_size not in (None, "auto"):

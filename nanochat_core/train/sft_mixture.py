@@ -2,7 +2,9 @@
 
 Training: SmolTalk train, MMLU auxiliary_train x --mmlu-epochs, GSM8K train x --gsm8k-epochs, the
 identity conversations (gen_synthetic_data's output) twice, then each positional JSONL once, all
-shuffled together with one seed. Validation: SmolTalk test, MMLU test (first 5,200), GSM8K test
+shuffled together with one seed. Ours, off by default: the generated arithmetic task's train split x
+--arithmetic-epochs (the offline stand-in for GSM8K before chat_rl --task arithmetic).
+Validation: SmolTalk test, MMLU test (first 5,200), GSM8K test
 (first 420), nanochat's slices.
 
 A task source whose data is neither on disk nor on the Hub (TaskDataMissing), or an identity file
@@ -19,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from nanochat_core.tasks.arithmetic import Arithmetic
 from nanochat_core.tasks.customjson import CustomJSON
 from nanochat_core.tasks.gsm8k import GSM8K
 from nanochat_core.tasks.mixture import TaskMixture
@@ -102,12 +105,14 @@ def _try(name: str, build, left_out: list[dict]):
 
 
 def build_sft_data(task_data: Path, identity: Path | None, jsonl_files: list, mmlu_epochs: int = 3,
-                   gsm8k_epochs: int = 4, seed: int = 42) -> SFTData:
+                   gsm8k_epochs: int = 4, seed: int = 42, arithmetic_epochs: int = 0) -> SFTData:
     """Load every source; raise ValueError when nothing at all is left to train on."""
     left_out: list[dict] = []
     candidates = [("SmolTalk train", lambda: SmolTalk("train", task_data), 1),
                   ("MMLU auxiliary_train", lambda: MMLU("auxiliary_train", task_data), mmlu_epochs),
                   ("GSM8K train", lambda: GSM8K("train", task_data), gsm8k_epochs)]
+    if arithmetic_epochs > 0:  # ours, off by default: nanochat's mixture has no such source
+        candidates.append(("Arithmetic train", lambda: Arithmetic("train"), arithmetic_epochs))
     if identity is not None:
         candidates.append((f"identity {identity}", lambda: CustomJSON(identity), IDENTITY_EPOCHS))
     sources = []

@@ -137,7 +137,8 @@ class SFTTrainer(TrainingLoop):
         a.identity = str(identity)  # recorded in user_config as the file actually used
 
         def build():
-            return build_sft_data(self.task_data, identity, a.jsonl, a.mmlu_epochs, a.gsm8k_epochs, a.seed)
+            return build_sft_data(self.task_data, identity, a.jsonl, a.mmlu_epochs, a.gsm8k_epochs, a.seed,
+                                  a.arithmetic_epochs)
 
         data = build() if self.info.is_master else None
         barrier()  # rank 0 has read (and downloaded) the task data; the others read the cache
