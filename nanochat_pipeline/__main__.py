@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true",
                      help="stream everything (Dagster's event log, every training step, the children's output) "
                           "instead of one line per asset and a log file")
+    run.add_argument("--ladder", action="store_true",
+                     help="after the grid, grow it (the preset's [ladder] bounds) until the scaling law is credible")
     add_cluster_commands(sub)  # dev, manifests
     return p
 
@@ -64,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     with dg.DagsterInstance.get() as instance, captured_output(log_path) as console:
         ensure_training_pool(instance)
         code = run_main_job(definitions.defs, preset, instance, Terminal(console), interactive and log_path is not None)
+        if args.ladder and code == 0:
+            from nanochat_pipeline.ladder import run_ladder
+
+            terminal = Terminal(console)
+            code = run_ladder(preset, instance, lambda defs: run_main_job(defs, preset, instance, terminal), terminal.say)
     if log_path is not None:
         print(f"log: {log_path}")
     return code

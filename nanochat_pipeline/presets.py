@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nanochat_core.common import settings
 from nanochat_core.train.args import build_parser
+from nanochat_pipeline.ladder_bounds import ladder_bounds
 
 SHIPPED_DIR = Path(__file__).parent / "presets"
 DEFAULT_PRESET = "demo"
@@ -27,7 +28,7 @@ EVALUATION_KEYS = {"offline", "task_data", "core_max_per_task", "chat_tasks", "c
 # Flags the pipeline sets itself from the grid cell; a preset may not override them.
 CELL_FLAGS = {"depth", "target_flops", "model_tag", "resume_from_step"}
 TOP_KEYS = {"name", "depths", "flops", "schedule_cron", "corpus", "tokenizer", "synthetic", "train", "sft", "evaluation",
-            "rl"}
+            "ladder", "rl"}
 
 
 class PresetError(ValueError):
@@ -48,6 +49,7 @@ class Preset:
     nproc_per_node: int = 1
     sft: dict = field(default_factory=dict)     # chat_sft overrides (python names)
     evaluation: dict = field(default_factory=dict)
+    ladder: dict = field(default_factory=dict)  # the scaling ladder's bounds (ladder_bounds.py), defaults filled in
     rl: dict = field(default_factory=dict)      # chat_rl overrides (python names)
     rl_cells: list = field(default_factory=list)  # [rl] rl_cells: the chat cells the main job runs RL for
 
@@ -123,6 +125,10 @@ def load_preset(name_or_path: str) -> Preset:
         raise PresetError(f"{path}: name {name!r} must be letters, digits, '-' or '_' (it names a folder)")
     evaluation = data.get("evaluation", {})
     depth_keys, flops_keys = [f"d{d}" for d in depths], [_flops_key(path, f) for f in flops]
+    try:
+        ladder = ladder_bounds(str(path), data.get("ladder", {}), depths, [float(f) for f in flops_keys])
+    except ValueError as e:
+        raise PresetError(str(e)) from None
     grid = {f"{d}|{f}" for d in depth_keys for f in flops_keys}
     stray = [c for c in evaluation.get("chat_cells", []) if c not in grid]
     if stray:
@@ -132,7 +138,7 @@ def load_preset(name_or_path: str) -> Preset:
         name=name, path=path, depth_keys=depth_keys, flops_keys=flops_keys,
         schedule_cron=data.get("schedule_cron", "0 3 * * 0"), corpus=data.get("corpus", {}),
         tokenizer=data.get("tokenizer", {}), synthetic=data.get("synthetic", {}), train=train, nproc_per_node=nproc,
-        sft=sft, evaluation=evaluation, rl=rl, rl_cells=rl_cells,
+        sft=sft, evaluation=evaluation, rl=rl, rl_cells=rl_cells, ladder=ladder,
     )
 
 

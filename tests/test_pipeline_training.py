@@ -52,12 +52,14 @@ def test_cell_trains_through_pipes_and_feeds_the_csv(tiny):
     assert results_csv(preset).read_text().splitlines()[0].split(",") == SCALING_COLUMNS
     assert len(rows) == 1 and rows[0]["depth"] == 1 and rows[0]["val_bpb"] == pytest.approx(meta["val_bpb"])
     assert rows[0]["core_score"] is None  # no CORE was computed for the cell: empty, never faked
-    # the fit runs on whatever the grid holds; one cell cannot fit a parabola, and the fit says so
+    # the fit runs on whatever the grid holds; one cell brackets nothing, and the fit says so (verdict first)
     csv_dir = results_csv(preset).parent
     assert (csv_dir / "fit.json").is_file() and (csv_dir / "isoflop.png").is_file()
     scaling = {k: v.value for k, v in latest_materialization(instance, "scaling_results").metadata.items()}
-    assert "a parabola needs 3" in scaling["fit"] and "data:image/png;base64," in scaling["isoflop"]
+    assert list(scaling)[0] == "verdict" and scaling["verdict"].startswith("no credible law")
+    assert "minimum at the smallest depth tried (d1)" in scaling["fit"] and "data:image/png;base64," in scaling["isoflop"]
     assert "optimal_ratio" not in scaling
+    assert {k: rows[0][k] for k in ("aspect_ratio", "max_seq_len")} == {k: preset.train[k] for k in ("aspect_ratio", "max_seq_len")}
 
 
 def test_unsynced_follows_tokenizer_content(tiny):

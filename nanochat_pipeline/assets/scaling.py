@@ -16,7 +16,11 @@ SCALING_AUTOMATION = (
     (dg.AutomationCondition.any_deps_updated() | dg.AutomationCondition.code_version_changed())
     & ~dg.AutomationCondition.any_deps_in_progress() & ~dg.AutomationCondition.in_progress()
 )
-SCALING_CHECK = dg.AssetCheckSpec("csv_matches_cells", asset="scaling_results", blocking=False)
+SCALING_CHECKS = [dg.AssetCheckSpec("csv_matches_cells", asset="scaling_results", blocking=False),
+                  # ERROR but not blocking: a grid without a law is still a result (and the ladder's input).
+                  dg.AssetCheckSpec("law_is_credible", asset="scaling_results", blocking=False,
+                                    description="The fit found a law: >= 3 bracketed budgets over >= half a decade, "
+                                                "plausible exponents and ratio.")]
 
 
 def results_csv(preset: Preset) -> Path:
@@ -43,7 +47,7 @@ def row_from_metadata(metadata: dict) -> dict:
 
 def build_scaling_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, base_model_asset) -> list:
     @dg.asset(group_name="scaling", code_version="1", deps=[base_model_asset], automation_condition=SCALING_AUTOMATION,
-              check_specs=[SCALING_CHECK],
+              check_specs=SCALING_CHECKS,
               description="nanochat's scaling CSV (+ param_data_ratio), one row per materialized base_model cell.")
     def scaling_results(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         cells = latest_cell_metadata(context.instance, partitions)
@@ -60,15 +64,22 @@ def build_scaling_assets(preset: Preset, partitions: dg.MultiPartitionsDefinitio
         # it could not estimate, never an error.
         from nanochat_core.scaling.analysis import analyze_csv  # torch (through sizing): not at definitions load
 
-        analysis = analyze_csv(path)
+        from nanochat_core.scaling.analysis import verdict
+
+        analysis = analyze_csv(path, target_budgets=preset.ladder["target_budgets"])
+        fit = analysis.fit
         context.log.info(analysis.summary)
-        fit_numbers = {name: est.value for name, est in (("optimal_ratio", analysis.fit.optimal_ratio),
-                                                          ("n_opt_exponent", analysis.fit.n_opt_exponent),
-                                                          ("d_opt_exponent", analysis.fit.d_opt_exponent))
+        fit_numbers = {name: est.value for name, est in (("optimal_ratio", fit.optimal_ratio),
+                                                          ("n_opt_exponent", fit.n_opt_exponent),
+                                                          ("d_opt_exponent", fit.d_opt_exponent))
                        if est.value is not None}
         header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
+        cells_to_add = ", ".join(f"d{c.depth}|{c.flops_key}" for c in fit.proposals) or "none"
         return dg.MaterializeResult(
-            metadata={"rows": len(rows), "nan_rows": len(nan_cells), "path": dg.MetadataValue.path(str(path)),
+            # The verdict first: the UI lists metadata in this order.
+            metadata={"verdict": dg.MetadataValue.text(verdict(fit)), "credible": fit.credible,
+                      "cells_to_add": dg.MetadataValue.text(cells_to_add),
+                      "rows": len(rows), "nan_rows": len(nan_cells), "path": dg.MetadataValue.path(str(path)),
                       "val_bpb_vs_flops": dg.MetadataValue.md(markdown_image(picture, "val bpb vs FLOPs")),
                       "fit": dg.MetadataValue.md(f"```\n{analysis.summary}\n```"),
                       "fit_json": dg.MetadataValue.path(str(analysis.fit_json)),
@@ -79,7 +90,11 @@ def build_scaling_assets(preset: Preset, partitions: dg.MultiPartitionsDefinitio
                 # cell by construction; the header is read back from the file on disk.)
                 check_name="csv_matches_cells", passed=header == SCALING_COLUMNS and not nan_cells,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"rows": len(rows), "cells": len(cells), "nan_cells": ", ".join(nan_cells)})])
+                metadata={"rows": len(rows), "cells": len(cells), "nan_cells": ", ".join(nan_cells)}),
+                dg.AssetCheckResult(check_name="law_is_credible", passed=fit.credible,
+                                    severity=dg.AssetCheckSeverity.ERROR, description=verdict(fit),
+                                    metadata={"problems": dg.MetadataValue.text("\n".join(fit.problems) or "none"),
+                                              "cells_to_add": dg.MetadataValue.text(cells_to_add)})])
 
     return [scaling_results]
 

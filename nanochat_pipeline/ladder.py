@@ -1,0 +1,176 @@
+"""The scaling ladder: grow the grid until the law is credible or a bound is reached (off by default).
+
+Each step reads the latest fit (fit.json beside the results CSV, written by scaling_results), takes
+its proposed cells (the recommendation's cells_to_add: the next depth on an unbracketed budget's
+open side, or a next budget around its predicted optimum) and keeps those within the preset's
+[ladder] bounds that were never materialized, are not in flight and did not fail for the same code
+and data (the fingerprint below, also the run key, which Dagster never launches twice).
+
+Two drivers: `scaling_ladder_sensor` (requests the cells already in the loaded grid and adds the
+others to the ladder's cells file, which makes them partitions when the code location reloads),
+and `python -m nanochat_pipeline run --ladder` (run_ladder: trains, refits and grows in a loop).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from nanochat_pipeline.assets.scaling import results_csv
+from nanochat_pipeline.ladder_cells import add_ladder_cells, read_ladder_cells
+from nanochat_pipeline.presets import Preset
+
+FINGERPRINT_TAG = "nanochat/ladder_fingerprint"
+FIT_FILE = "fit.json"  # nanochat_core.scaling.analysis.FIT_FILE (not imported: it pulls in torch at load)
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+             dg.DagsterRunStatus.STARTED]
+BASE_MODEL = dg.AssetKey("base_model")
+
+
+@dataclass
+class LadderStep:
+    stop: str | None                                   # why the ladder stops now, or None
+    cells: list[dict] = field(default_factory=list)    # to request: {"depth", "flops" (grid key), "why", "key"}
+    held_back: list[str] = field(default_factory=list)  # proposals not requested, each with the reason
+
+
+def fit_path(preset: Preset) -> Path:
+    return results_csv(preset).parent / FIT_FILE
+
+
+def read_fit(preset: Preset) -> dict | None:
+    path = fit_path(preset)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def fingerprint(preset: Preset, instance: dg.DagsterInstance, code_version: str | None) -> str:
+    """Same code and data: base_model's code version, the tokenizer's data version, the [train] flags."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("tokenizer"))
+    tokenizer = event.asset_materialization.tags.get("dagster/data_version") if event and event.asset_materialization else None
+    text = json.dumps([code_version, tokenizer, preset.train], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def known_cells(instance: dg.DagsterInstance, print_: str) -> dict[str, str]:
+    """Cell key -> why it is not to be requested: materialized, in flight, or failed for this fingerprint."""
+    known = {k: "already materialized" for k in instance.get_materialized_partitions(BASE_MODEL)}
+    for status, why in ((IN_FLIGHT, "in flight"), ([dg.DagsterRunStatus.FAILURE], "failed for the same code and data")):
+        tags = {FINGERPRINT_TAG: print_} if why.startswith("failed") else {}
+        for record in instance.get_run_records(dg.RunsFilter(statuses=status, tags=tags)):
+            key = record.dagster_run.tags.get("dagster/partition")
+            if key and key not in known and BASE_MODEL in (record.dagster_run.asset_selection or {BASE_MODEL}):
+                known[key] = why
+    return known
+
+
+def _flops_key(budget: float, grid_flops: list[str]) -> str:
+    """The grid's own spelling of a budget ("2e10"), or a new key with 3 significant digits."""
+    return next((k for k in grid_flops if float(k) == budget), f"{budget:.3g}")
+
+
+def next_step(fit: dict, preset: Preset, known: dict[str, str], grid_flops: list[str]) -> LadderStep:
+    bounds = preset.ladder
+    bracketed = sum(b["bracketed"] for b in fit["budgets"])
+    if fit["credible"] and bracketed >= bounds["target_budgets"]:
+        return LadderStep(stop=f"credible law from {bracketed} bracketed budgets (target {bounds['target_budgets']})")
+    room = bounds["max_cells"] - len(read_ladder_cells(preset.root))
+    step = LadderStep(stop=None)
+    for cell in fit["recommendation"]["cells_to_add"]:
+        key = f"d{cell['depth']}|{_flops_key(cell['flops_budget'], grid_flops)}"
+        if cell["depth"] > bounds["max_depth"]:
+            step.held_back.append(f"{key}: depth above [ladder] max_depth = {bounds['max_depth']}")
+        elif cell["flops_budget"] > bounds["max_flops"]:
+            step.held_back.append(f"{key}: budget above [ladder] max_flops = {bounds['max_flops']:.3g}")
+        elif key in known:
+            step.held_back.append(f"{key}: {known[key]}")
+        elif room <= 0:
+            step.held_back.append(f"{key}: [ladder] max_cells = {bounds['max_cells']} cells added already")
+        else:
+            room -= 1
+            step.cells.append({"depth": cell["depth"], "flops": key.split("|")[1], "why": cell["why"], "key": key})
+    if not step.cells:
+        why = "; ".join(step.held_back) or "the fit proposes no cell (" + "; ".join(fit["problems"]) + ")"
+        step.stop = f"no credible law and a bound is reached: {why}"
+    return step
+
+
+def _record(preset: Preset, cells: list[dict]) -> None:
+    """Cells outside the preset's own grid go into the ladder's file (and so into the next grid)."""
+    preset_grid = {f"{d}|{f}" for d in preset.depth_keys for f in preset.flops_keys}
+    add_ladder_cells(preset.root, [{k: c[k] for k in ("depth", "flops", "why")} for c in cells
+                                   if c["key"] not in preset_grid])
+
+
+def build_ladder_sensor(preset: Preset, partitions: dg.MultiPartitionsDefinition, grid_job) -> dg.SensorDefinition:
+    @dg.sensor(name="scaling_ladder_sensor", job=grid_job, minimum_interval_seconds=60,
+               default_status=dg.DefaultSensorStatus.STOPPED,
+               description="Scaling ladder: request the cells the latest fit proposes, within [ladder] bounds, "
+                           "until the law is credible.")
+    def scaling_ladder_sensor(context: dg.SensorEvaluationContext):
+        fit = read_fit(preset)
+        if fit is None:
+            return dg.SkipReason(f"no fit yet ({fit_path(preset)}): materialize scaling_results first")
+        code_version = context.repository_def.asset_graph.get(BASE_MODEL).code_version
+        print_ = fingerprint(preset, context.instance, code_version)
+        grid = set(partitions.get_partition_keys())
+        step = next_step(fit, preset, known_cells(context.instance, print_), grid_flops(partitions))
+        if step.stop:
+            return dg.SkipReason(f"ladder stopped: {step.stop}")
+        _record(preset, step.cells)
+        requests = [dg.RunRequest(partition_key=c["key"], run_key=f"ladder:{c['key']}:{print_}",
+                                  tags={FINGERPRINT_TAG: print_}) for c in step.cells if c["key"] in grid]
+        waiting = [c["key"] for c in step.cells if c["key"] not in grid]
+        note = ((f"proposed, added to the grid, requested after the code location reloads: {', '.join(waiting)}. "
+                 if waiting else "") + (f"held back: {'; '.join(step.held_back)}" if step.held_back else ""))
+        if requests:
+            if note:
+                context.log.info(note)
+            return dg.SensorResult(run_requests=requests)
+        return dg.SkipReason(note)
+
+    return scaling_ladder_sensor
+
+
+def grid_flops(partitions: dg.MultiPartitionsDefinition) -> list[str]:
+    return next(d.partitions_def.get_partition_keys() for d in partitions.partitions_defs if d.name == "flops")
+
+
+def run_ladder(preset: Preset, instance: dg.DagsterInstance, run_main_job, log) -> int:
+    """run_main_job(defs) -> exit code (the main job), then rounds of: the fit's proposed cells
+    (trained), scaling_results (refit), until the law is credible or a bound is reached, said on
+    log(text). Returns the main job's failure code, 1 when a refit fails, else 0."""
+    from nanochat_pipeline.definitions import build_definitions
+
+    defs = build_definitions(preset)
+    rc = run_main_job(defs)
+    round_ = 0
+    while rc == 0:
+        fit = read_fit(preset)
+        if fit is None:
+            log(f"ladder: no fit at {fit_path(preset)}: scaling_results did not run")
+            return 1
+        graph = defs.resolve_asset_graph()
+        partitions = graph.get(BASE_MODEL).partitions_def
+        print_ = fingerprint(preset, instance, graph.get(BASE_MODEL).code_version)
+        step = next_step(fit, preset, known_cells(instance, print_), grid_flops(partitions))
+        if step.stop:
+            log(f"ladder: stopped after {round_} round(s): {step.stop}")
+            return 0
+        round_ += 1
+        _record(preset, step.cells)
+        defs = build_definitions(preset)  # the grid now holds the new cells
+        log(f"ladder round {round_}: " + "; ".join(f"{c['key']} ({c['why']})" for c in step.cells))
+        for cell in step.cells:
+            result = dg.materialize(list(defs.assets), selection=[BASE_MODEL], partition_key=cell["key"],
+                                    instance=instance, resources=defs.resources, raise_on_error=False,
+                                    tags={FINGERPRINT_TAG: print_, "nanochat/ladder": preset.name})
+            log(f"  base_model[{cell['key']}]: {'done' if result.success else 'FAILED (not retried for this code and data)'}")
+        result = dg.materialize(list(defs.assets), selection=["scaling_results"], instance=instance,
+                                resources=defs.resources, raise_on_error=False)
+        if not result.success:
+            log("  scaling_results: FAILED")
+            return 1
+    return rc
