@@ -113,12 +113,7 @@ def base_training_section(model_tag: str, root: Path | None = None) -> dict:
     tokens = meta.get("tokens_trained") or (step * batch if batch else None)
     fpt = meta.get("flops_per_token") or numbers["flops_per_token"]
     loop = meta.get("loop_state") or {}
-    seconds = loop.get("total_training_time")
-    timed_tokens = (step - UNTIMED_STEPS) * batch if batch and step > UNTIMED_STEPS else None
-    tok_per_sec = timed_tokens / seconds if timed_tokens and seconds else None
-    mfu = meta.get("mfu")
-    if mfu is None and tok_per_sec and meta.get("peak_flops"):
-        mfu = 100 * fpt * tok_per_sec / (meta["peak_flops"] * meta.get("world_size", 1))
+    seconds, tok_per_sec, mfu = _throughput(meta, step, batch, fpt)
     return {
         "status": "ok", "checkpoint": str(path), "step": step, "num_iterations": meta.get("num_iterations"),
         "depth": meta["model_config"].get("n_layer"), "model_config": meta["model_config"],
@@ -135,6 +130,23 @@ def base_training_section(model_tag: str, root: Path | None = None) -> dict:
     }
 
 
+def _throughput(meta: dict, step: int, batch: int | None, fpt: float) -> tuple:
+    """(seconds, tok/s, MFU %) of the training. Our trainers record the very numbers their closing
+    log line printed ("Training done: N steps in Xs, Y tok/s, MFU Z%"), the one source of truth.
+    nanochat's checkpoints record only its steady-state time (the steps after the first
+    UNTIMED_STEPS, i.e. step - UNTIMED_STEPS - 1 of them), from which the rate is derived."""
+    recorded = meta.get("throughput")
+    if recorded:
+        return recorded["training_seconds"], recorded["tokens_per_sec"], recorded["mfu"]
+    seconds = (meta.get("loop_state") or {}).get("total_training_time")
+    timed_steps = step - UNTIMED_STEPS - 1
+    tok_per_sec = timed_steps * batch / seconds if batch and timed_steps > 0 and seconds else None
+    mfu = None
+    if tok_per_sec and meta.get("peak_flops"):
+        mfu = 100 * fpt * tok_per_sec / (meta["peak_flops"] * meta.get("world_size", 1))
+    return seconds, tok_per_sec, mfu
+
+
 def sft_section(model_tag: str, root: Path | None = None) -> dict:
     folder = settings.chatsft_checkpoints_dir(root) / model_tag
     found = _last_meta(folder, "chat_sft")
@@ -144,7 +156,8 @@ def sft_section(model_tag: str, root: Path | None = None) -> dict:
     loop = meta.get("loop_state") or {}
     return {"status": "ok", "checkpoint": str(path), "step": step, "num_iterations": meta.get("num_iterations"),
             "val_bpb": clean(meta.get("val_bpb")), "val_loss": clean(meta.get("val_loss")),
-            "training_seconds": loop.get("total_training_time", meta.get("training_seconds")),
+            "training_seconds": (meta.get("throughput") or {}).get("training_seconds",
+                                                                    loop.get("total_training_time")),
             "total_batch_size": meta.get("total_batch_size"), "max_seq_len": meta.get("max_seq_len"),
             "base_model": f"{meta.get('base_model_tag')} step {meta.get('base_step')}" if meta.get("base_model_tag") else None,
             "mixture": meta.get("mixture") or {}, "conversations_too_long": meta.get("conversations_too_long"),

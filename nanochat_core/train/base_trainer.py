@@ -201,7 +201,7 @@ class BaseTrainer(TrainingLoop):
             # ours, beyond nanochat's keys
             "num_iterations": self.num_iterations, "world_size": self.info.world_size,
             "flops_per_token": self.flops_per_token, "tokens_trained": step * self.total_batch_size,
-            "horizon_source": self.plan.horizon_source,
+            "horizon_source": self.plan.horizon_source, "throughput": self.throughput(),
         }
         if self.core_at is not None and self.core_at[0] == step:  # only a score of these very weights
             meta["core_score"], meta["core_partial"] = self.core_at[1:]

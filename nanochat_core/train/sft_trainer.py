@@ -305,7 +305,7 @@ class SFTTrainer(TrainingLoop):
             "epoch_progress": self.consumed / len(self.data.train),
             "num_iterations": self.args.num_iterations if not self.epoch_mode else (step if finished else -1),
             "finished": finished, "world_size": self.info.world_size, "flops_per_token": self.flops_per_token,
-            "tokens_trained": step * self.total_batch_size,
+            "tokens_trained": step * self.total_batch_size, "throughput": self.throughput(),
         }
         if self.chatcore_at is not None and self.chatcore_at[0] == step:  # only a score of these very weights
             meta["chatcore"], meta["chatcore_partial"] = self.chatcore_at[1:]

@@ -237,8 +237,9 @@ class TrainingLoop:
         return {"step": step, "loss": debiased, "raw_loss": loss, "lrm": lrm, "dt": dt,
                 "tok_per_sec": tok_per_sec, "mfu": mfu, "total_time": self.loop.total_training_time}
 
-    def _summary(self, interrupted: bool, num_iterations: int, model_tag: str, done_note: str = "") -> dict:
-        """Print the closing lines; the summary keys both trainers return, in their order."""
+    def throughput(self) -> dict:
+        """This process's steps, their wall time, tok/s and MFU: the numbers of the closing log line,
+        which the checkpoint meta records too, so the report card shows exactly what the log said."""
         t = self.timing
         steps_run = self.step - self.start_step
         if t["steady_seconds"] > 0:  # steady state, as nanochat's "total time" (first steps excluded)
@@ -246,6 +247,12 @@ class TrainingLoop:
         else:
             tokens_per_sec = steps_run * self.total_batch_size / t["seconds"] if t["seconds"] > 0 else 0.0
         mfu = 100 * self.flops_per_token * tokens_per_sec / (self.peak_flops * self.info.world_size)
+        return {"steps": steps_run, "training_seconds": t["seconds"], "tokens_per_sec": tokens_per_sec, "mfu": mfu}
+
+    def _summary(self, interrupted: bool, num_iterations: int, model_tag: str, done_note: str = "") -> dict:
+        """Print the closing lines; the summary keys both trainers return, in their order."""
+        t = self.timing
+        steps_run, tokens_per_sec, mfu = (self.throughput()[k] for k in ("steps", "tokens_per_sec", "mfu"))
         final_loss = self.loop.smooth_train_loss / (1 - EMA_BETA ** self.step) if self.step > 0 else None
         min_bpb = self.loop.min_val_bpb
         print0(f"Training done: {steps_run} steps in {t['seconds']:.1f}s, {tokens_per_sec:,.0f} tok/s, "
