@@ -52,10 +52,10 @@ def run_manifests(preset_name: str, out: Path) -> int:
     from nanochat_pipeline.launch.manifests import write_manifests
 
     try:
-        preset = load_preset(preset_name)
+        paths = write_manifests(load_preset(preset_name), out)
     except PresetError as e:
         print(f"nanochat_pipeline: error: {e}", file=sys.stderr)
         return 2
-    for path in write_manifests(preset, out):
+    for path in paths:
         print(path)
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from nanochat_core.common import settings
 from nanochat_core.train.args import build_parser
 from nanochat_pipeline.ladder_bounds import ladder_bounds
+from nanochat_pipeline.launch.spec import LaunchError, LaunchSpec, parse_launch
 
 SHIPPED_DIR = Path(__file__).parent / "presets"
 DEFAULT_PRESET = "demo"
@@ -49,9 +50,10 @@ class Preset:
     nproc_per_node: int = 1
     sft: dict = field(default_factory=dict)     # chat_sft overrides (python names)
     evaluation: dict = field(default_factory=dict)
-    ladder: dict = field(default_factory=dict)  # the scaling ladder's bounds (ladder_bounds.py), defaults filled in
+    launch: LaunchSpec = field(default_factory=LaunchSpec)  # [launch]: where cells run (launch/spec.py)
     rl: dict = field(default_factory=dict)      # chat_rl overrides (python names)
     rl_cells: list = field(default_factory=list)  # [rl] rl_cells: the chat cells the main job runs RL for
+    ladder: dict = field(default_factory=dict)  # the scaling ladder's bounds (ladder_bounds.py), defaults filled in
 
     @property
     def chat_cells(self) -> list[str]:
@@ -100,12 +102,17 @@ def load_preset(name_or_path: str) -> Preset:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise PresetError(f"{path}: not valid TOML: {e}") from None
+    launch_table = data.pop("launch", {})  # checked below by launch/spec.py, once nproc_per_node is known
     _check_keys(str(path), data, TOP_KEYS)
     for section, allowed in (("corpus", CORPUS_KEYS), ("tokenizer", TOKENIZER_KEYS), ("synthetic", SYNTHETIC_KEYS),
                              ("evaluation", EVALUATION_KEYS)):
         _check_keys(f"{path} [{section}]", data.get(section, {}), allowed)
     train = dict(data.get("train", {}))
     nproc = int(train.pop("nproc_per_node", 1))
+    try:
+        launch = parse_launch(launch_table, nproc)
+    except LaunchError as e:
+        raise PresetError(f"{path} [launch] {e}") from None
     flag_names = {a.dest for a in build_parser()._actions if a.dest != "help"}
     _check_keys(f"{path} [train] (base_train flags, python names)", train, flag_names - CELL_FLAGS)
     backend = data.get("synthetic", {}).get("backend", "offline")
@@ -138,7 +145,7 @@ def load_preset(name_or_path: str) -> Preset:
         name=name, path=path, depth_keys=depth_keys, flops_keys=flops_keys,
         schedule_cron=data.get("schedule_cron", "0 3 * * 0"), corpus=data.get("corpus", {}),
         tokenizer=data.get("tokenizer", {}), synthetic=data.get("synthetic", {}), train=train, nproc_per_node=nproc,
-        sft=sft, evaluation=evaluation, rl=rl, rl_cells=rl_cells, ladder=ladder,
+        sft=sft, evaluation=evaluation, launch=launch, rl=rl, rl_cells=rl_cells, ladder=ladder,
     )
 
 

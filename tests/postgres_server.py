@@ -16,6 +16,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+PG_YAML = Path(__file__).resolve().parents[1] / "deploy" / "postgres" / "dagster.yaml"
+
 USER, PASSWORD = "nanochat", "pipes-and-pools"
 
 
@@ -90,3 +94,29 @@ def start_server() -> PostgresServer | None:
         shutil.rmtree(server.root, ignore_errors=True)
         raise RuntimeError(f"PostgreSQL did not start: {e.stderr or e.stdout}") from None
     return server
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """One server for the session; each test gets a database of its own (pg_home)."""
+    server = start_server()
+    if server is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed (apt-get install -y postgresql): CI must run these tests")
+        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_home(pg, tmp_path, tmp_base_dir, monkeypatch, request):
+    """A DAGSTER_HOME holding deploy/postgres/dagster.yaml, on a database of its own."""
+    db = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    pg.create_database(db)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(PG_YAML, home / "dagster.yaml")
+    for key, value in {**pg.env(db), "DAGSTER_HOME": str(home)}.items():
+        monkeypatch.setenv(key, value)
+    return home, db

@@ -1,8 +1,6 @@
 """The shipped Postgres instance (deploy/postgres/dagster.yaml) against a real PostgreSQL server: the
 main job records its runs there and skips on a second run; DAGSTER_HOME's own dagster.yaml is used as
 it is and named; bad instance settings fail before anything is written."""
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -14,44 +12,15 @@ import yaml
 from nanochat_pipeline.__main__ import main
 from nanochat_pipeline.instance_home import SHIPPED_DAGSTER_YAML, prepare_dagster_home
 from nanochat_pipeline.instance_storage import InstanceConfigError
-from postgres_server import free_port, start_server
+from postgres_server import PG_YAML, free_port, pg, pg_home  # noqa: F401 (fixtures)
 from test_pipeline_helpers import write_tiny_preset
 
 REPO = Path(__file__).resolve().parents[1]
-PG_YAML = REPO / "deploy" / "postgres" / "dagster.yaml"
 
 
-@pytest.fixture(scope="session")
-def pg():
-    server = start_server()
-    if server is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed (apt-get install -y postgresql): CI must run these tests")
-        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
-    yield server
-    server.stop()
-    shutil.rmtree(server.root, ignore_errors=True)
-
-
-@pytest.fixture
-def pg_home(pg, tmp_path, tmp_base_dir, monkeypatch, request):
-    """A DAGSTER_HOME holding deploy/postgres/dagster.yaml, on a database of its own."""
-    db = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
-    pg.create_database(db)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(PG_YAML, home / "dagster.yaml")
-    for key, value in {**pg.env(db), "DAGSTER_HOME": str(home)}.items():
-        monkeypatch.setenv(key, value)
-    return home, db
-
-
-def run_command(preset_path, *extra_env):
-    env = dict(os.environ)
-    for key, value in extra_env:
-        env[key] = value
+def run_command(preset_path):
     return subprocess.run([sys.executable, "-m", "nanochat_pipeline", "run", "--preset", str(preset_path)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
 
 
 MAIN_JOB_SECTIONS = """

@@ -6,7 +6,6 @@ preset's [train] table supplies the rest, and run config (BaseTrainConfig) may o
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -16,6 +15,7 @@ from dagster._core.errors import DagsterPipesExecutionError  # not exported at t
 from nanochat_core.common import settings
 from nanochat_pipeline.assets.data import AUTOMATION, tokenizer_files
 from nanochat_pipeline.assets.eval_inputs import child_env
+from nanochat_pipeline.launch.runner import launch_child
 from nanochat_pipeline.required_files import require_files
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.pictures import markdown_image
@@ -64,10 +64,10 @@ def resumable_step(ckpt_dir: Path) -> int:
     return step if step < meta.get("num_iterations", step) else -1
 
 
-def child_command(module: str, nproc: int) -> list[str]:
-    if nproc > 1:
-        return ["torchrun", "--standalone", f"--nproc_per_node={nproc}", "-m", module]
-    return [sys.executable, "-m", module]
+def cell_child_args(preset: Preset, cell, config: BaseTrainConfig) -> list[str]:
+    """train_child's arguments for one grid cell (also what `manifests` writes into each pod)."""
+    return ["--depth", str(cell.depth), "--target-flops", cell.flops_key, "--model-tag", cell.model_tag,
+            "--train-json", json.dumps(train_overrides(preset, config))]
 
 
 def checkpoint_loads_check(name: str, ckpt_dir: Path, step: int) -> dg.AssetCheckResult:
@@ -88,9 +88,9 @@ def run_training_child(context, client: dg.PipesSubprocessClient, preset: Preset
     resume = resumable_step(ckpt_dir)
     if resume >= 0:
         context.log.info(f"{what}: an interrupted run left a checkpoint at step {resume}; resuming from it")
-    command = child_command(module, preset.nproc_per_node) + args + ["--resume-from-step", str(resume)]
-    try:
-        invocation = client.run(command=command, context=context, env=child_env(preset))
+    try:  # where the child runs (this machine, a pod, several pods) is the preset's [launch] table
+        invocation = launch_child(context, client, preset, module, ckpt_dir.name,  # the folder is the model tag
+                                  args + ["--resume-from-step", str(resume)], child_env(preset))
     except DagsterPipesExecutionError as e:
         raise dg.Failure(
             f"{what} failed ({e}). If it was cancelled, its checkpoint is kept and the next materialization of "
@@ -160,8 +160,7 @@ def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefiniti
         ckpt_dir = settings.base_checkpoints_dir(root) / cell.model_tag
         result, step = run_training_child(
             context, pipes_subprocess_client, preset, CHILD_MODULE, ckpt_dir, f"training {cell.model_tag}",
-            ["--depth", str(cell.depth), "--target-flops", cell.flops_key, "--model-tag", cell.model_tag,
-             "--train-json", json.dumps(train_overrides(preset, config))])
+            cell_child_args(preset, cell, config))
         return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version,
                                     check_results=base_model_checks(
                                         dict(result.metadata or {}), ckpt_dir, step,

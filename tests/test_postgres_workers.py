@@ -1,0 +1,149 @@
+"""Several workers on one PostgreSQL instance: the real daemon (queued run coordinator) launches each
+cell's run in its own worker process, and the `training` pool's limit (NANOCHAT_TRAINING_SLOTS, kept
+in the database) decides how many train at once; a worker killed mid-cell leaves the rest intact."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from nanochat_pipeline.instance_home import ensure_training_pool
+from postgres_server import pg, pg_home  # noqa: F401 (fixtures)
+from test_pipeline_helpers import DATA_ASSETS, materialize, tiny_defs, write_tiny_preset
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+def queue_cells(cells: list[str]) -> None:
+    """One queued run per cell, as a UI backfill makes them (the daemon is not running yet)."""
+    subprocess.run([sys.executable, "-m", "dagster", "job", "backfill", "-w", "workspace.yaml", "-j", "scaling_grid_job",
+                    "--partitions", ",".join(cells), "--noprompt"], cwd=REPO, check=True, capture_output=True)
+
+
+def start_daemon(log_path: Path) -> subprocess.Popen:
+    with open(log_path, "w") as log:
+        return subprocess.Popen([sys.executable, "-m", "dagster._daemon", "run", "-w", "workspace.yaml"], cwd=REPO,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_daemon(proc: subprocess.Popen, home: Path) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)  # our own process group only
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # The daemon's code server runs in a session of its own and outlived it (seen here, with a killed
+    # run worker): end the ones serving this test's instance, by pid.
+    for pid, (_, cmd) in processes().items():
+        if "dagster api grpc" in cmd and str(home) in cmd:
+            os.kill(pid, signal.SIGKILL)
+
+
+def cell_records(instance) -> dict:
+    return {r.dagster_run.tags["dagster/partition"]: r for r in instance.get_run_records(
+        dg.RunsFilter(job_name="scaling_grid_job"))}
+
+
+def wait_until(predicate, timeout: float, what: str, poll: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError(what)
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process we can see."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            found[int(entry.name)] = (ppid, cmdline)
+    return found
+
+
+def training_children(tags: list[str]) -> dict[str, int]:
+    """model tag -> training child pid, for the cells training right now."""
+    return {tag: pid for pid, (_, cmd) in processes().items() for tag in tags
+            if "nanochat_pipeline.train_child" in cmd and f"--model-tag {tag}" in cmd}
+
+
+def worker_chain(child: int) -> list[int]:
+    """The run worker above a training child, then every process down to it. The daemon's default run
+    launcher asks the code server (`dagster api grpc`) to start each run: the worker is its child."""
+    procs, chain = processes(), [child]
+    while "dagster api grpc" not in procs[procs[chain[0]][0]][1]:
+        chain.insert(0, procs[chain[0]][0])
+        assert chain[0] > 1, "the training child has no code server above it"
+    return chain
+
+
+@pytest.fixture
+def grid(pg_home, tmp_path, monkeypatch, request):
+    """Two tiny cells queued on the Postgres instance, their upstream materialized, the pool limit set."""
+    monkeypatch.setenv("NANOCHAT_TRAINING_SLOTS", str(request.param))
+    preset_path = write_tiny_preset(tmp_path, flops=("2e9", "3e9"))
+    monkeypatch.setenv("NANOCHAT_PRESET", str(preset_path))
+    defs, _ = tiny_defs(preset_path)
+    with dg.DagsterInstance.get() as instance:
+        assert ensure_training_pool(instance) == request.param
+        assert materialize(defs, instance, DATA_ASSETS).success
+    queue_cells(["d1|2e9", "d1|3e9"])
+    daemon = start_daemon(tmp_path / "daemon.log")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            yield instance
+    finally:
+        stop_daemon(daemon, pg_home[0])
+
+
+@pytest.mark.parametrize("grid", [1], indirect=True)
+def test_one_training_slot_never_lets_two_cells_overlap(grid):
+    instance = grid
+    records = wait_until(lambda: (r := cell_records(instance)) and all(x.dagster_run.status in TERMINAL
+                                                                       for x in r.values()) and r,
+                         600, "both cells finished")
+    assert {c: r.dagster_run.status for c, r in records.items()} == {"d1|2e9": dg.DagsterRunStatus.SUCCESS,
+                                                                    "d1|3e9": dg.DagsterRunStatus.SUCCESS}
+    first, second = sorted((r.start_time, r.end_time) for r in records.values())
+    assert first[1] <= second[0], (first, second)  # the second started only once the first had ended
+    assert instance.get_materialized_partitions(dg.AssetKey("base_model")) == {"d1|2e9", "d1|3e9"}
+
+
+@pytest.mark.parametrize("grid", [2], indirect=True)
+def test_two_slots_overlap_and_a_killed_worker_leaves_the_rest_intact(grid):
+    instance = grid
+    # Both cells train at the same moment: two worker processes, each with its training child.
+    both = wait_until(lambda: (c := training_children(["d1_2e9", "d1_3e9"])) and len(c) == 2 and c, 600,
+                      "both cells training at once", poll=0.2)
+    victim = worker_chain(both["d1_2e9"])
+    assert victim[0] not in worker_chain(both["d1_3e9"])  # two different worker processes
+    for pid in victim:  # the machine running this cell dies: its worker, step process and child at once
+        os.kill(pid, signal.SIGKILL)
+
+    survivor = wait_until(lambda: (r := cell_records(instance)["d1|3e9"]).dagster_run.status in TERMINAL and r,
+                          600, "the other cell finished")
+    assert survivor.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    killed = cell_records(instance)["d1|2e9"].dagster_run
+    assert killed.status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.QUEUED)
+    # The history written before and beside the kill is all there.
+    assert instance.get_materialized_partitions(dg.AssetKey("base_model")) == {"d1|3e9"}
+    for asset in DATA_ASSETS:
+        assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None
+    events = [e.dagster_event for e in instance.all_logs(survivor.dagster_run.run_id) if e.dagster_event]
+    assert [e.step_key for e in events if e.is_step_success] == ["base_model"]
+    data_runs = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
+    assert len(data_runs) == 2  # the data assets' run and the surviving cell
