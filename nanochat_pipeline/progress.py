@@ -118,6 +118,8 @@ class ProgressWatcher:
 
     def _line_due(self, p: dict) -> bool:
         quiet = time.monotonic() - self.last_line
+        if p.get("total") and p["step"] >= p["total"]:
+            return False  # the end line follows at once
         return quiet >= QUIET_AT_MOST or (quiet >= LINE_EVERY and part_of(p) > self.part)
 
 
