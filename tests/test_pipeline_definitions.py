@@ -30,7 +30,7 @@ def test_shipped_presets_load_as_definitions(name, tmp_base_dir):
 
 def test_scaling_preset_is_nanochats_sweep(tmp_base_dir):
     keys = grid_partitions(load_preset("scaling")).get_partition_keys()
-    assert "d8|2.15e18" in keys and "d20|1e19" in keys and len(keys) == 28
+    assert "d8|2.15e18" in keys and "d24|1e19" in keys and len(keys) == 36
     cell = cell_from_key(grid_partitions(load_preset("scaling")), "d12|4.64e18")
     assert (cell.depth, cell.target_flops, cell.model_tag) == (12, 4.64e18, "d12_4.64e18")
 

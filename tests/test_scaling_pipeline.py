@@ -130,3 +130,17 @@ def test_ladder_bounds_are_validated(tmp_path):
     path = write_tiny_preset(tmp_path, name="other", extra_sections="\n[ladder]\nmax_cell = 3\n")
     with pytest.raises(PresetError, match=r"unknown key\(s\) \['max_cell'\]"):
         load_preset(str(path))
+
+
+def test_scaling_preset_brackets_nanochats_optimum_with_room():
+    """Each budget's tokens:params-10.5 depth (nanochat's optimum) has two preset depths on each side."""
+    from nanochat_core.scaling.shape import depth_for_ratio
+    from nanochat_pipeline.presets import load_preset
+
+    preset = load_preset("scaling")
+    train = {"vocab_size": 32768, "max_seq_len": 2048, "aspect_ratio": 64, "head_dim": 128, "window_pattern": "SSSL"}
+    family = ModelFamily(**train)
+    depths = [int(k[1:]) for k in preset.depth_keys]
+    for flops in preset.flops_keys:
+        optimum = depth_for_ratio(float(flops), 10.5, family)
+        assert sum(d < optimum for d in depths) >= 2 and sum(d > optimum for d in depths) >= 2, (flops, optimum)
