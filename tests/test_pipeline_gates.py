@@ -35,6 +35,7 @@ def test_failed_tokenizer_is_consumed_by_nothing_until_a_passing_one_replaces_it
     bad, preset = tiny_defs(write_tiny_preset(tmp_path, vocab_size=265))
     graph = bad.resolve_asset_graph()
     with dg.instance_for_test() as instance:
+        before = dg.evaluate_automation_conditions(defs=bad, instance=instance)  # a first tick, nothing yet
         assert not materialize(bad, instance, DATA_ASSETS, raise_on_error=False).success
 
         reason = run_reason(graph, instance, TOKENIZER)  # materialized and in sync, yet not up to date
@@ -47,8 +48,8 @@ def test_failed_tokenizer_is_consumed_by_nothing_until_a_passing_one_replaces_it
         tick = schedule_tick(bad, instance)
         assert tick.run_requests == [] and "bytes_per_token_above_floor failed" in tick.skip_message
 
-        gated = dg.evaluate_automation_conditions(defs=bad, instance=instance)
-        assert requested_cells(gated) == []  # eager alone would request both missing cells
+        gated = dg.evaluate_automation_conditions(defs=bad, instance=instance, cursor=before.cursor)
+        assert requested_cells(gated) == []  # eager alone requests both cells here: their upstream was updated
 
         # A new materialization (another vocabulary, same preset name and folder) passes and lifts the gate.
         good, _ = tiny_defs(write_tiny_preset(tmp_path, vocab_size=320))
