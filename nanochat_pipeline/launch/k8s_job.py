@@ -56,11 +56,11 @@ def run_multinode_cell(context, launch: LaunchSpec, base_dir: str, module: str, 
     PipesK8sClient()._load_k8s_config()  # in-cluster config inside a run pod, else kubeconfig, as the pod client does
     client = DagsterKubernetesClient.production_client()
     reader = PipesK8sPodLogsMessageReader()
-    name, namespace, timeout = job_name(model_tag, context.run_id), launch.namespace, launch.pod_wait_timeout_hours * 3600
+    name, namespace, timeout = job_name(model_tag, context.run.run_id), launch.namespace, launch.pod_wait_timeout_hours * 3600
     with open_pipes_session(context=context, context_injector=PipesEnvContextInjector(),
                             message_reader=reader) as session:
         job = cell_job(name, namespace, launch, base_dir, module, args, env | session.get_bootstrap_env_vars(),
-                       labels, context.run_id)
+                       labels, context.run.run_id)
         client.core_api.create_namespaced_service(namespace, cell_service(name, namespace, labels))
         try:
             client.batch_api.create_namespaced_job(namespace, job)

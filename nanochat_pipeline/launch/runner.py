@@ -29,7 +29,7 @@ def pod_command(preset, module: str) -> list[str]:
 def launch_child(context, subprocess_client, preset, module: str, model_tag: str, args: list[str], env: dict):
     launch = preset.launch
     if launch.backend == "local":
-        return subprocess_client.run(command=local_command(preset, module, context.run_id) + args, context=context,
+        return subprocess_client.run(command=local_command(preset, module, context.run.run_id) + args, context=context,
                                      env=env)
     base_dir, labels = str(settings.base_dir()), cell_labels(preset.name, model_tag)
     from dagster_k8s.client import DagsterK8sError
