@@ -34,11 +34,17 @@ def failed_blocking_check(asset_graph, instance: dg.DagsterInstance, key: dg.Ass
     blocking check <name> failed: <what it said>", or None when every blocking check of that
     materialization passed (or none ran). Only the checks evaluated with that materialization
     count: a new materialization clears an older failure."""
+    blocking = {k for k in asset_graph.get(key).check_keys if asset_graph.get_check_spec(k).blocking}
+    return failed_check_among(instance, key, partition, blocking)
+
+
+def failed_check_among(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None,
+                       blocking: set[dg.AssetCheckKey]) -> str | None:
+    """failed_blocking_check with the blocking checks given (an asset body has no asset graph)."""
     f = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
     latest = instance.fetch_materializations(f, limit=1).records
     if not latest:
         return None
-    blocking = {k for k in asset_graph.get(key).check_keys if asset_graph.get_check_spec(k).blocking}
     # The checks are evaluated in the materializing run. Read them from that run's events, not from a
     # check's history: a check of a partitioned asset is itself unpartitioned here, so its history
     # mixes every cell.
@@ -53,6 +59,19 @@ def failed_blocking_check(asset_graph, instance: dg.DagsterInstance, key: dg.Ass
             continue
         return f"its last blocking check {evaluation.check_name} failed: {check_message(evaluation)}"
     return None
+
+
+def require_checks_passed(consumer: str, instance: dg.DagsterInstance, producer_checks: list[dg.AssetCheckSpec],
+                          partition: str | None = None) -> None:
+    """Fail `consumer` at its start when the latest materialization of its upstream failed one of
+    `producer_checks` (blocking ones). Dagster stops a consumer only in the run where the check
+    failed; a later launch from the UI, a backfill or a sensor would otherwise train on it."""
+    key = producer_checks[0].asset_key
+    reason = failed_check_among(instance, key, partition, {spec.key for spec in producer_checks if spec.blocking})
+    if reason:
+        name = key.to_user_string()
+        raise dg.Failure(f"{consumer}: upstream {name}{f'[{partition}]' if partition else ''}: {reason}. "
+                         f"Materialize `{name}` again, passing its checks, first.")
 
 
 def check_message(evaluation) -> str:

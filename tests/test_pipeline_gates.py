@@ -8,7 +8,8 @@ import dagster as dg
 import pytest
 
 from nanochat_pipeline.staleness import failed_blocking_check, plan_cells, run_reason
-from test_pipeline_helpers import DATA_ASSETS, materialize, tiny_defs, write_tiny_preset
+from test_pipeline_helpers import (DATA_ASSETS, failure_messages, latest_materialization, materialize, tiny_defs,
+                                   write_tiny_preset)
 
 pytestmark = pytest.mark.slow
 CELL, OTHER = "d1|2e9", "d1|4e9"
@@ -48,6 +49,12 @@ def test_failed_tokenizer_is_consumed_by_nothing_until_a_passing_one_replaces_it
         tick = schedule_tick(bad, instance)
         assert tick.run_requests == [] and "bytes_per_token_above_floor failed" in tick.skip_message
 
+        # Launched anyway (the UI, a backfill): the cell refuses to train on it, saying why.
+        launched = materialize(bad, instance, ["base_model"], CELL, raise_on_error=False)
+        assert not launched.success and latest_materialization(instance, "base_model", CELL) is None
+        assert ("base_model: upstream tokenizer: its last blocking check bytes_per_token_above_floor failed"
+                in failure_messages(launched))
+
         gated = dg.evaluate_automation_conditions(defs=bad, instance=instance, cursor=before.cursor)
         assert requested_cells(gated) == []  # eager alone requests both cells here: their upstream was updated
 
@@ -80,6 +87,12 @@ def test_cell_that_failed_its_check_is_not_retried_for_the_same_code_and_data(tm
         assert cells == [LARGE]
         assert skipped[SMALL].startswith("not run again for the same code and data: its last blocking check "
                                         "finite_loss_and_val_bpb failed")
+
+        # Its SFT, launched by hand, refuses the diverged base.
+        launched = materialize(diverging, instance, ["sft_model"], SMALL, raise_on_error=False)
+        assert not launched.success and latest_materialization(instance, "sft_model", SMALL) is None
+        assert ("sft_model: upstream base_model[d1|1e9]: its last blocking check finite_loss_and_val_bpb failed"
+                in failure_messages(launched))
 
         # Sane learning rates (same preset name, so the same cell folder): a passing run clears it.
         sane, _ = tiny_defs(write_tiny_preset(tmp_path, flops=GRID))

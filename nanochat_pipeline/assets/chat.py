@@ -16,10 +16,11 @@ from nanochat_core.synthetic.generate import default_output
 from nanochat_core.common.file_hash import files_sha256
 from nanochat_pipeline.assets.data import AUTOMATION
 from nanochat_pipeline.assets.eval_inputs import device_type, task_data_dir
-from nanochat_pipeline.assets.training import TRAINING_POOL, checkpoint_loads_check, run_training_child
+from nanochat_pipeline.assets.training import BASE_MODEL_CHECKS, TRAINING_POOL, checkpoint_loads_check, run_training_child
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
 from nanochat_pipeline.required_files import require_files
+from nanochat_pipeline.staleness import require_checks_passed
 
 SFT_CHILD_MODULE = "nanochat_pipeline.sft_child"
 SFT_MODEL_CHECKS = [dg.AssetCheckSpec(n, asset="sft_model", blocking=True)
@@ -73,6 +74,7 @@ def build_chat_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, 
         cell = cell_from_key(partitions, context.partition_key)
         base_dir = settings.base_checkpoints_dir(root) / cell.model_tag
         require_files("sft_model", [base_dir], "base_model")
+        require_checks_passed("sft_model", context.instance, BASE_MODEL_CHECKS, context.partition_key)
         ckpt_dir = settings.chatsft_checkpoints_dir(root) / cell.model_tag
         flags = {"device_type": device_type(preset)} | preset.sft
         result, step = run_training_child(

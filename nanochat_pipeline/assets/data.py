@@ -10,6 +10,7 @@ from nanochat_core.common import settings
 from nanochat_core.common.file_hash import files_sha256
 from nanochat_pipeline.required_files import require_files
 from nanochat_pipeline.presets import Preset
+from nanochat_pipeline.staleness import require_checks_passed
 
 # Never consume an upstream whose latest blocking check failed (Dagster records the materialization
 # anyway); a new, passing materialization of it lifts the gate.
@@ -89,6 +90,7 @@ def build_data_assets(preset: Preset) -> list:
         from nanochat_core.data.manifest import MANIFEST_NAME
 
         require_files("tokenizer", [shards_dir / MANIFEST_NAME], "shuffled_shards")
+        require_checks_passed("tokenizer", context.instance, SHARD_CHECKS)
         t = preset.tokenizer
         stats = train(int(t.get("max_chars", 2_000_000_000)), int(t.get("doc_cap", 10_000)),
                       int(t.get("vocab_size", 32768)), data_dir=shards_dir, out_dir=tok_dir)

@@ -14,10 +14,12 @@ import dagster as dg
 
 from nanochat_core.common import settings
 from nanochat_core.common.file_hash import files_sha256
+from nanochat_pipeline.assets.chat import SFT_MODEL_CHECKS
 from nanochat_pipeline.assets.eval_inputs import child_env, device_type, task_data_dir
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
 from nanochat_pipeline.required_files import require_files
+from nanochat_pipeline.staleness import require_checks_passed
 
 def run_core_command(context, module: str, args: list[str], env: dict) -> None:
     """Run `python -m <module> <args>`, its output into the step's log; a failure fails the step."""
@@ -73,6 +75,7 @@ def build_evaluation_assets(preset: Preset, partitions: dg.MultiPartitionsDefini
         cell = cell_from_key(partitions, context.partition_key)
         tag = cell.model_tag
         require_files("eval_report", [settings.chatsft_checkpoints_dir(root) / tag], "sft_model")
+        require_checks_passed("eval_report", context.instance, SFT_MODEL_CHECKS, context.partition_key)
         bundle_ready = (settings.eval_bundle_dir(root) / "core.yaml").is_file()
         if not bundle_ready:
             context.log.warning("no eval bundle (see the eval_bundle asset): CORE is not evaluated")

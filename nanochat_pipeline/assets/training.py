@@ -13,13 +13,14 @@ import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError  # not exported at top level in 1.13
 
 from nanochat_core.common import settings
-from nanochat_pipeline.assets.data import AUTOMATION, tokenizer_files
+from nanochat_pipeline.assets.data import AUTOMATION, TOKENIZER_CHECKS, tokenizer_files
 from nanochat_pipeline.assets.eval_inputs import child_env
 from nanochat_pipeline.launch.runner import launch_child
 from nanochat_pipeline.required_files import require_files
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.pictures import markdown_image
 from nanochat_pipeline.presets import Preset
+from nanochat_pipeline.staleness import require_checks_passed
 
 TRAINING_POOL = "training"  # one training run at a time on a machine's accelerators (dagster.yaml)
 CHILD_MODULE = "nanochat_pipeline.train_child"
@@ -157,6 +158,7 @@ def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefiniti
         cell = cell_from_key(partitions, context.partition_key)
         require_files("base_model", tokenizer_files(settings.tokenizer_dir(root)), "tokenizer")
         require_files("base_model", [settings.base_data_dir(root) / "manifest.json"], "shuffled_shards")
+        require_checks_passed("base_model", context.instance, TOKENIZER_CHECKS)
         ckpt_dir = settings.base_checkpoints_dir(root) / cell.model_tag
         result, step = run_training_child(
             context, pipes_subprocess_client, preset, CHILD_MODULE, ckpt_dir, f"training {cell.model_tag}",
