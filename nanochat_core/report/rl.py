@@ -36,7 +36,7 @@ def rl_section(model_tag: str, root: Path | None = None) -> dict | None:
         "test_questions": (task.get("test") or {}).get("questions"),
         "sft_model": f"{meta.get('sft_model_tag')} step {meta.get('sft_step')}",
         "examples_per_step": meta.get("examples_per_step"), "num_samples": meta.get("num_samples"),
-        "training_seconds": meta.get("total_training_time"),
+        "training_seconds": (meta.get("loop_state") or {}).get("total_training_time"),
         "reward_curve": [{"step": r["step"], "mean_reward": r["mean_reward"],
                           "mean_sequence_length": r["mean_sequence_length"]} for r in history.get("rewards") or []],
         "pass_at_k_before": evals[0] if evals else None,

@@ -258,7 +258,6 @@ class RLTrainer(TrainingLoop):
         position = {"next_question": step * self.args.examples_per_step, "train_questions": len(self.train_task)}
         meta = self._checkpoint_meta(step, position) | self._identity() | {
             "finished": finished, "rl_history": self.history, "task_name": self.args.task,
-            "total_training_time": self.loop.total_training_time,
         }
         self._write_checkpoint(step, meta)
 
