@@ -65,3 +65,24 @@ def test_two_local_nodes_match_one_process_with_gradient_accumulation(tmp_base_d
     # a world of two: each rank saved its own optimizer shard; the model file is written once, by rank 0
     assert sorted(p.name for p in ckpt_dir.glob(f"*_{STEPS:06d}*")) == [
         f"meta_{STEPS:06d}.json", f"model_{STEPS:06d}.pt", f"optim_{STEPS:06d}_rank0.pt", f"optim_{STEPS:06d}_rank1.pt"]
+
+
+def test_a_failed_node_stops_the_others(tmp_path):
+    """Node 1 dies before the process group forms; node 0 would wait for it in init_process_group (half an
+    hour by default): the local launcher stops it and reports the failure."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "fails_on_node1.py").write_text(
+        "import os, sys\n"
+        "if os.environ['GROUP_RANK'] == '1':\n    sys.exit(3)\n"
+        "import torch.distributed as dist\ndist.init_process_group('gloo')\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "nanochat_pipeline.launch.local_nodes", "--nodes", "2",
+                           "--rdzv-id", "fail-test", "--module", "fails_on_node1"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert time.monotonic() - started < 120

@@ -82,6 +82,12 @@ def test_unreachable_postgres_fails_in_seconds_naming_host_and_port(pg_home, tmp
     assert not (tmp_base_dir / "pipeline").exists()
 
 
+def test_dev_refuses_an_unreachable_postgres_before_starting_dagster(pg_home, monkeypatch, capsys):
+    monkeypatch.setenv("DAGSTER_PG_PORT", str(free_port()))
+    assert main(["dev"]) == 2  # returned: `dagster dev` was never exec'd
+    assert "cannot reach PostgreSQL at 127.0.0.1:" in capsys.readouterr().err
+
+
 def test_wrong_password_is_refused_before_anything_is_written(pg_home, tmp_path, monkeypatch, capsys, tmp_base_dir):
     home, _ = pg_home
     monkeypatch.setenv("DAGSTER_PG_PASSWORD", "not-the-password")
