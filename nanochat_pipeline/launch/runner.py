@@ -32,8 +32,11 @@ def launch_child(context, subprocess_client, preset, module: str, model_tag: str
         return subprocess_client.run(command=local_command(preset, module, context.run.run_id) + args, context=context,
                                      env=env)
     base_dir, labels = str(settings.base_dir()), cell_labels(preset.name, model_tag)
-    from dagster_k8s.client import DagsterK8sError
-
+    try:
+        from dagster_k8s.client import DagsterK8sError, DagsterK8sJobStatusException
+    except ImportError:
+        raise RuntimeError(f"preset {preset.name} launches its cells on Kubernetes ([launch] backend = \"k8s\"), which "
+                           "needs dagster-k8s: pip install -e '.[cluster]'") from None
     try:
         if launch.nodes > 1:
             from nanochat_pipeline.launch.k8s_job import run_multinode_cell
@@ -45,5 +48,6 @@ def launch_child(context, subprocess_client, preset, module: str, model_tag: str
             context=context, image=launch.image, command=pod_command(preset, module) + args, namespace=launch.namespace,
             env=env, base_pod_meta={"labels": labels}, base_pod_spec=cell_pod_spec(launch, base_dir),
             pod_wait_timeout=launch.pod_wait_timeout_hours * 3600)
-    except (DagsterK8sError, TimeoutError) as e:  # a failed, evicted or lost pod: the same failure as a local child
+    except (DagsterK8sError, DagsterK8sJobStatusException, TimeoutError) as e:
+        # a failed, evicted or lost pod: the same failure (and resume message) as a local child's
         raise DagsterPipesExecutionError(f"{type(e).__name__}: {e}") from e
