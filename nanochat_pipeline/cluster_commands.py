@@ -32,7 +32,7 @@ def run_dev(dagster_args: list[str]) -> int:
     from nanochat_pipeline.instance_storage import InstanceConfigError
 
     try:
-        home, storage = prepare_dagster_home()
+        _, storage = prepare_dagster_home()
     except InstanceConfigError as e:
         print(f"nanochat_pipeline: error: {e}", file=sys.stderr)
         return 2

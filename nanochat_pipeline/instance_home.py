@@ -52,17 +52,18 @@ def training_slots() -> int | None:
     return slots
 
 
-def ensure_training_pool(instance, limit: int | None = None) -> int:
+def ensure_training_pool(instance) -> int:
     """Set the training pool's limit (what `dagster instance concurrency set training N` does) and return it.
 
     The limit lives in the instance's database, so every worker sharing it obeys one number:
-    `limit`, else NANOCHAT_TRAINING_SLOTS, else the pool keeps the limit it has (1 when it has none).
+    NANOCHAT_TRAINING_SLOTS when set, else the limit the pool has (an operator's `dagster instance
+    concurrency set`), else 1.
     dagster.yaml's default_limit alone let two queued runs start together before the pool existed
     (seen in tests/test_pipeline_ui.py), so the limit is set explicitly."""
     from nanochat_pipeline.assets.training import TRAINING_POOL
 
     storage = instance.event_log_storage
-    wanted = limit or training_slots()
+    wanted = training_slots()
     if wanted is None:
         if TRAINING_POOL in storage.get_concurrency_keys():
             return storage.get_concurrency_info(TRAINING_POOL).slot_count

@@ -128,3 +128,19 @@ def test_postgres_home_is_named_and_an_empty_home_gets_the_shipped_sqlite_file(p
     monkeypatch.setenv("DAGSTER_HOME", str(empty))
     assert prepare_dagster_home() == (empty, f"SQLite files under {empty}")
     assert (empty / "dagster.yaml").read_bytes() == SHIPPED_DAGSTER_YAML.read_bytes()
+
+
+def test_training_pool_limit_comes_from_the_environment_else_stays_as_set(pg_home, monkeypatch):
+    import dagster as dg
+
+    from nanochat_pipeline.instance_home import ensure_training_pool
+
+    monkeypatch.delenv("NANOCHAT_TRAINING_SLOTS", raising=False)
+    prepare_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        assert ensure_training_pool(instance) == 1  # a fresh instance: one cell at a time
+        instance.event_log_storage.set_concurrency_slots("training", 4)  # `dagster instance concurrency set training 4`
+        assert ensure_training_pool(instance) == 4  # kept when the variable is unset
+        monkeypatch.setenv("NANOCHAT_TRAINING_SLOTS", "2")
+        assert ensure_training_pool(instance) == 2
+        assert instance.event_log_storage.get_concurrency_info("training").slot_count == 2
