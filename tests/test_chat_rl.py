@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from nanochat_core.cli import chat_eval, chat_rl
-from nanochat_core.model import checkpoint as ckpt
 from nanochat_core.report.card import write_report
 from nanochat_core.tasks import task_data
 from nanochat_core.tasks.arithmetic import Arithmetic
