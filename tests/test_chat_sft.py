@@ -177,7 +177,7 @@ def test_one_epoch_run_resumes_to_the_same_result(base):
     assert all(torch.equal(final[k], after[k]) for k in final)
     meta = json.loads((ckpt_dir / f"meta_{last:06d}.json").read_text())
     assert meta == {**json.loads((ckpt_dir / "uninterrupted.json").read_text()), "user_config": meta["user_config"],
-                    "loop_state": meta["loop_state"]}
+                    "loop_state": meta["loop_state"], "throughput": meta["throughput"]}  # timings differ
     state = meta["dataloader_state_dict"]["ranks"][0]
     assert meta["conversations_too_long"] == expected_too_long(base, sft_args(base, **common), state) > 0
 
