@@ -49,7 +49,8 @@ def read_fit(preset: Preset) -> dict | None:
 def fingerprint(preset: Preset, instance: dg.DagsterInstance, code_version: str | None) -> str:
     """Same code and data: base_model's code version, the tokenizer's data version, the [train] flags."""
     event = instance.get_latest_materialization_event(dg.AssetKey("tokenizer"))
-    tokenizer = event.asset_materialization.tags.get("dagster/data_version") if event and event.asset_materialization else None
+    materialization = event.asset_materialization if event else None
+    tokenizer = (materialization.tags or {}).get("dagster/data_version") if materialization else None
     text = json.dumps([code_version, tokenizer, preset.train], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

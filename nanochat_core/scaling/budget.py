@@ -42,7 +42,7 @@ class BudgetFit:
     @property
     def depth_step(self) -> int:
         """The grid's spacing of depths in this budget (1 when it has one depth)."""
-        gaps = np.diff(sorted(set(self.depths)))
+        gaps = np.diff(sorted({d for d in self.depths if d is not None}))
         return int(gaps.min()) if len(gaps) else 1
 
     def fitted(self) -> np.ndarray:
