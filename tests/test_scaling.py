@@ -57,7 +57,7 @@ def test_cli_prints_the_verdict_first_and_writes_fit_json(tmp_path, capsys):
     fit = json.loads((out_dir / "fit.json").read_text())
     assert list(fit)[:9] == ["n_opt_exponent", "d_opt_exponent", "optimal_ratio", "budgets", "recommendation",
                              "dropped", "credible", "problems", "approach3"]
-    assert fit["credible"] is True and fit["problems"] == []
+    assert fit["credible"] is True and fit["problems"] == [] and fit["verdict"].startswith("credible law: N_opt ~ C^")
     assert set(fit["approach3"]) == {"alpha", "beta", "E", "A", "B", "n_opt_exponent", "d_opt_exponent", "optimal_ratio"}
     assert all(set(v) == {"value", "ci"} for v in fit["approach3"].values())
     assert {"bracketed", "reason"} <= set(fit["budgets"][0]) and fit["budgets"][0]["reason"] is None

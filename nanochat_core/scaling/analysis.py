@@ -33,7 +33,7 @@ def analyze_csv(csv_path: str | Path, output_dir: str | Path | None = None, next
     fit = analyze(read_scaling_csv(csv_path), next_budget=next_budget, bootstrap=bootstrap, seed=seed, family=family,
                   target_budgets=target_budgets)
     fit_json = out / FIT_FILE
-    write_json_atomic(fit_json, fit.to_json())
+    write_json_atomic(fit_json, {**fit.to_json(), "verdict": verdict(fit)})  # the verdict as printed, for readers of the file
     plot = plot_isoflop(fit, out / PLOT_FILE)
     return AnalysisOutput(fit, fit_json, plot, format_summary(fit, csv_path))
 
