@@ -36,7 +36,7 @@ def test_scaling_preset_is_nanochats_sweep(tmp_base_dir):
 
 
 def test_unknown_partition_key_names_the_grid(tmp_base_dir):
-    with pytest.raises(dg.Failure, match=r"unknown partition key .d7\|1e13.*d1\|2e10"):
+    with pytest.raises(dg.Failure, match=r"unknown partition key .d7\|1e13.*d1\|2.5e10"):
         cell_from_key(grid_partitions(load_preset("demo")), "d7|1e13")
 
 

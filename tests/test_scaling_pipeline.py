@@ -144,3 +144,57 @@ def test_scaling_preset_brackets_nanochats_optimum_with_room():
     for flops in preset.flops_keys:
         optimum = depth_for_ratio(float(flops), 10.5, family)
         assert sum(d < optimum for d in depths) >= 2 and sum(d > optimum for d in depths) >= 2, (flops, optimum)
+
+
+@pytest.mark.slow
+def test_run_ladder_trains_the_proposed_cell_and_stops_at_its_bound(tmp_base_dir, tmp_path, one_torch_thread):
+    """Real training: a one-cell grid (d2) has its minimum at its smallest depth; the ladder trains d1
+    (the smaller model), refits, and stops at max_cells = 1 saying so."""
+    from nanochat_pipeline.ladder import run_ladder
+
+    path = write_tiny_preset(tmp_path, depths=(2,), flops=("8e9",), extra_sections="\n[ladder]\nmax_cells = 1\n")
+    _, preset = tiny_defs(path)
+    said = []
+
+    def grid_then_fit(defs):  # the main job's part the ladder needs: data, the grid's cells, the fit
+        assets = ["raw_corpus", "shuffled_shards", "tokenizer"]
+        ok = materialize(defs, instance, assets).success and all(
+            materialize(defs, instance, ["base_model"], key).success for key in ("d2|8e9",))
+        return 0 if ok and materialize(defs, instance, ["scaling_results"]).success else 1
+
+    with dg.instance_for_test() as instance:
+        assert run_ladder(preset, instance, grid_then_fit, said.append) == 0
+        assert said[0].startswith("ladder round 1: d1|8e9 (budget 8e+09: minimum at the smallest depth tried (d2)")
+        assert instance.get_materialized_partitions(dg.AssetKey("base_model")) == {"d1|8e9", "d2|8e9"}
+        [run] = instance.get_run_records(dg.RunsFilter(tags={FINGERPRINT_TAG: next(iter(
+            r.dagster_run.tags[FINGERPRINT_TAG] for r in instance.get_run_records() if FINGERPRINT_TAG in r.dagster_run.tags))}))
+        assert run.dagster_run.tags["dagster/partition"] == "d1|8e9"
+        assert said[-1].startswith("ladder: stopped after 1 round(s): no credible law and a bound is reached")
+        assert [c["depth"] for c in read_ladder_cells(preset.root)] == [1]
+        assert read_fit(preset)["budgets"][0]["points"] == 2  # the refit saw the ladder's cell
+
+
+def test_check_passes_on_the_demos_measured_grid(tmp_base_dir, tmp_path):
+    """The demo preset's own results (measured by `python -m nanochat_pipeline run`, kept in
+    tests/scaling_demo_results.csv), reported as its cells' metadata: a credible law."""
+    from pathlib import Path
+
+    from nanochat_core.scaling.results_csv import SCALING_COLUMNS, read_scaling_csv
+    from nanochat_pipeline.presets import load_preset
+
+    demo = load_preset("demo")
+    rows = read_scaling_csv(Path(__file__).parent / "scaling_demo_results.csv")
+    assert {(f"d{r['depth']}", r["flops_budget"]) for r in rows} == {
+        (d, float(f)) for d in demo.depth_keys for f in demo.flops_keys}  # the file is the demo's whole grid
+    path = write_tiny_preset(tmp_path, depths=[int(d[1:]) for d in demo.depth_keys], flops=demo.flops_keys)
+    defs, preset = tiny_defs(path)
+    with dg.instance_for_test() as instance:
+        for row in rows:
+            key = f"d{row['depth']}|{next(f for f in demo.flops_keys if float(f) == row['flops_budget'])}"
+            instance.report_runless_asset_event(dg.AssetMaterialization(
+                asset_key="base_model", partition=key,
+                metadata={c: row[c] for c in SCALING_COLUMNS if row[c] is not None}))
+        check = refit(defs, instance)
+        assert check.passed, check.description
+        fit = read_fit(preset)
+        assert all(b["bracketed"] for b in fit["budgets"]) and len(fit["budgets"]) == 3
