@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"log: {log_path}", flush=True)
     with dg.DagsterInstance.get() as instance, captured_output(log_path) as console:
         ensure_training_pool(instance)
-        code = run_main_job(definitions.defs, preset, instance, Terminal(console), interactive and log_path is not None)
+        bar = interactive and log_path is not None  # bars and immediate start lines on a terminal
+        code = run_main_job(definitions.defs, preset, instance, Terminal(console, bar), bar)
         if args.ladder and code == 0:
             from nanochat_pipeline.ladder import run_ladder
 

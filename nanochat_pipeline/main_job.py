@@ -71,7 +71,10 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
         if reason is None:
             terminal.finished(label, "up to date", None, key_metric(asset, latest_metadata(instance, asset, partition)))
             return 0
-        since = terminal.started(label + ("" if reason == "never materialized" else f" ({reason})"))
+        first_time = reason == "never materialized"
+        # a training cell (its progress follows) and a reason to re-run are shown at once
+        since = terminal.started(label + ("" if first_time else f" ({reason})"),
+                                 at_once=asset in TRAINING_ASSETS or not first_time)
         with progress_of(asset, partition, label):
             result = dg.materialize(assets, selection=[asset], partition_key=partition, instance=instance,
                                     resources=defs.resources, raise_on_error=False,

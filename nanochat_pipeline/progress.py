@@ -25,7 +25,7 @@ POLL_EVERY = 0.5  # seconds between reads in the main job
 # LINE_EVERY seconds after its start line (a short cell prints none), and one at least every
 # QUIET_AT_MOST seconds on a long one. A log then grows with the number of cells, not with the speed
 # of the machine (the demo's ten cells stay under its 80 lines on a busy one too).
-LINE_EVERY = 10.0
+LINE_EVERY = 30.0
 QUIET_AT_MOST = 300.0
 PARTS = 2
 

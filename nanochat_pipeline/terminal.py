@@ -11,12 +11,17 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, TextIO
 
+# Off a terminal, an asset's start line waits this long: an asset done sooner prints its end line only
+# (a log then holds one line per quick asset; a slow one still says it has started).
+START_LINE_AFTER = 5.0
 WARNING_CHARS = 160  # a warning on the terminal is its first line, cut here; the log file has all of it
 
 # The one number that matters per asset: metadata keys, shown as "key value" in this order.
@@ -92,19 +97,30 @@ def captured_output(log_path: Path | None) -> Iterator[TextIO]:
 class Terminal:
     """The main job's lines on `console`; each outcome is kept for the summary table."""
 
-    def __init__(self, console: TextIO):
-        self.console = console
+    def __init__(self, console: TextIO, interactive: bool = False):
+        self.console, self.interactive = console, interactive
         self.outcomes: list[Outcome] = []
         self.warned: set[str] = set()
+        self.pending: threading.Timer | None = None  # a deferred start line (off a terminal)
 
     def say(self, text: str = "") -> None:
         print(text, file=self.console, flush=True)
 
-    def started(self, label: str) -> float:
-        self.say(f"  {label} ...")
+    def started(self, label: str, at_once: bool = False) -> float:
+        """The start line: at once on a terminal or when `at_once`, else only if the asset is still
+        running after START_LINE_AFTER seconds. Returns the start time for finished()."""
+        if self.interactive or at_once:
+            self.say(f"  {label} ...")
+        else:
+            self.pending = threading.Timer(START_LINE_AFTER, self.say, [f"  {label} ..."])
+            self.pending.daemon = True
+            self.pending.start()
         return time.monotonic()
 
     def finished(self, label: str, status: str, since: float | None, metric: str = "") -> None:
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
         seconds = time.monotonic() - since if since is not None else None
         self.outcomes.append(Outcome(label, status, seconds, metric))
         took = f" in {format_seconds(seconds)}" if seconds is not None else ""
@@ -119,7 +135,9 @@ class Terminal:
             self.say(f"  warning: {short}" + (f" (+{more} more in the log)" if more else ""))
 
     def summary_table(self) -> None:
-        """asset, partition, status, time, key metric: one row per asset the job looked at (rich's table)."""
+        """asset, partition, status, time, key metric (rich's table): one row per asset, and one per
+        asset and status for a grid's cells (GROUP_CELLS or more): their count, total time and the
+        range of their number; each cell's own line is above it."""
         from rich.box import SIMPLE_HEAD
         from rich.console import Console
         from rich.table import Table
@@ -127,11 +145,43 @@ class Terminal:
         table = Table(box=SIMPLE_HEAD, show_edge=False, pad_edge=False)
         for column in ("asset", "partition", "status", "time", "key metric"):
             table.add_column(column, justify="right" if column == "time" else "left", overflow="fold")
-        for o in self.outcomes:
-            asset, _, partition = o.label.partition("[")
-            table.add_row(asset, partition.rstrip("]"), o.status,
-                          format_seconds(o.seconds) if o.seconds is not None else "", o.metric)
+        for row in summary_rows(self.outcomes):
+            table.add_row(*row)
         Console(file=self.console, width=120, force_terminal=False, no_color=True, highlight=False).print(table)
+
+
+GROUP_CELLS = 4
+FIRST_NUMBER = re.compile(r"^(.*?) (-?[0-9][0-9,]*\.?[0-9]*(?:e[-+]?[0-9]+)?)(?:,|$)")
+
+
+def summary_rows(outcomes: list[Outcome]) -> list[tuple[str, str, str, str, str]]:
+    groups: dict[tuple[str, str], list[Outcome]] = {}
+    for o in outcomes:
+        asset, _, partition = o.label.partition("[")
+        groups.setdefault((asset, o.status if partition else o.label), []).append(o)
+    rows = []
+    for (asset, _), members in groups.items():
+        if len(members) < GROUP_CELLS:
+            for o in members:
+                rows.append((asset, o.label.partition("[")[2].rstrip("]"), o.status, _time(o.seconds), o.metric))
+            continue
+        seconds = [o.seconds for o in members if o.seconds is not None]
+        rows.append((asset, f"{len(members)} cells", members[0].status, _time(sum(seconds) if seconds else None),
+                     metric_range([o.metric for o in members])))
+    return rows
+
+
+def metric_range(metrics: list[str]) -> str:
+    """'val_bpb 2.105 .. 3.533' from each cell's 'val_bpb X' (cells without the number are left out)."""
+    found = [m for m in (FIRST_NUMBER.match(text) for text in metrics) if m]
+    if not found:
+        return ""
+    values = sorted(float(m[2].replace(",", "")) for m in found)
+    return f"{found[0][1]} {values[0]:.4g} .. {values[-1]:.4g}" if len(values) > 1 else f"{found[0][1]} {values[0]:.4g}"
+
+
+def _time(seconds: float | None) -> str:
+    return format_seconds(seconds) if seconds is not None else ""
 
 
 def format_seconds(seconds: float) -> str:

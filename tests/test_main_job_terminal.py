@@ -105,6 +105,39 @@ def test_terminal_warns_once_and_tabulates():
     assert rows[-1][:4] == ["tokenizer", "up", "to", "date"]
 
 
+def test_grid_cells_share_a_summary_row_with_their_range():
+    console = io.StringIO()
+    t = Terminal(console)
+    for cell, bpb in (("d1|2e9", 3.5), ("d2|2e9", 3.25), ("d3|2e9", 2.875), ("d4|2e9", 3.0)):
+        t.finished(f"base_model[{cell}]", "done", time.monotonic() - 10, f"val_bpb {bpb}")
+    t.finished("base_model[d4|4e9]", "FAILED", time.monotonic() - 1, "run abc")
+    console.seek(0)
+    console.truncate()
+    t.summary_table()
+    rows = [line.split() for line in console.getvalue().splitlines()[2:]]
+    assert rows[0][:4] == ["base_model", "4", "cells", "done"] and rows[0][-4:] == ["val_bpb", "2.875", "..", "3.5"]
+    assert rows[0][4] == "40.0s" and rows[1][:3] == ["base_model", "d4|4e9", "FAILED"] and len(rows) == 2
+
+
+def test_off_a_terminal_a_quick_asset_prints_its_end_line_only(monkeypatch):
+    from nanochat_pipeline import terminal
+
+    monkeypatch.setattr(terminal, "START_LINE_AFTER", 0.2)
+    console = io.StringIO()
+    t = Terminal(console)
+    t.finished("tokenizer", "done", t.started("tokenizer"), "vocab_size 320")
+    since = t.started("base_model[d1|2e9]")
+    time.sleep(0.5)
+    t.finished("base_model[d1|2e9]", "done", since, "val_bpb 3.1")
+    assert console.getvalue().splitlines() == [
+        "  tokenizer: done in 0.0s  vocab_size 320", "  base_model[d1|2e9] ...",
+        "  base_model[d1|2e9]: done in 0.5s  val_bpb 3.1"]
+    console = io.StringIO()
+    t = Terminal(console, interactive=True)  # on a terminal the start line comes at once
+    t.started("tokenizer")
+    assert console.getvalue() == "  tokenizer ...\n"
+
+
 @pytest.mark.parametrize("fit, expected", [
     ({"verdict": "N_opt ~ C^0.52: bracketed in 3 of 3 budgets", "credible": True},
      "N_opt ~ C^0.52: bracketed in 3 of 3 budgets (credible)"),
@@ -212,5 +245,10 @@ def test_demo_from_nothing_prints_under_80_lines(tmp_path):
     out, _ = job.communicate(timeout=1800)
     assert job.returncode == 0, out
     assert len(out.splitlines()) < 80, out
+    from nanochat_pipeline.presets import load_preset
+
+    demo = load_preset("demo")
     rows = table_rows(out.splitlines())
-    assert len([key for key in rows if key[0] == "base_model"]) == 9 and ("eval_report", "d3|1e11") in rows
+    cells = len(demo.depths) * len(demo.flops)  # one summary row for the grid (each cell has its own lines)
+    assert rows[("base_model", None)][1:4] == [str(cells), "cells", "done"]
+    assert ("eval_report", demo.chat_cells[0]) in rows
