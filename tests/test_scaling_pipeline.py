@@ -198,3 +198,21 @@ def test_check_passes_on_the_demos_measured_grid(tmp_base_dir, tmp_path):
         assert check.passed, check.description
         fit = read_fit(preset)
         assert all(b["bracketed"] for b in fit["budgets"]) and len(fit["budgets"]) == 3
+
+
+def test_known_cells_names_materialized_and_failed_for_the_same_code_and_data(ladder_preset):
+    from nanochat_pipeline.ladder import fingerprint, known_cells
+
+    defs, preset = ladder_preset()
+    key = f"d3|{BUDGET_KEYS[0]}"
+    with dg.instance_for_test() as instance:
+        print_ = fingerprint(preset, instance, "1")
+        # A real failed run of the cell (no tokenizer yet: base_model refuses to start), tagged as the ladder tags.
+        result = dg.materialize(list(defs.assets), selection=["base_model"], instance=instance, resources=defs.resources,
+                                partition_key=dg.MultiPartitionKey({"depth": "d3", "flops": BUDGET_KEYS[0]}),
+                                raise_on_error=False, tags={FINGERPRINT_TAG: print_})
+        assert not result.success
+        assert known_cells(instance, print_) == {key: "failed for the same code and data"}
+        assert known_cells(instance, "another-fingerprint") == {}  # other code or data: may be tried again
+        report_cell(instance, f"d4|{BUDGET_KEYS[0]}")
+        assert known_cells(instance, print_)[f"d4|{BUDGET_KEYS[0]}"] == "already materialized"
