@@ -66,8 +66,9 @@ def scaling_verdict(instance: dg.DagsterInstance, default_fit_json: Path) -> str
     if isinstance(verdict, dict):
         verdict = verdict.get("text") or verdict.get("summary")
     if isinstance(verdict, str) and verdict:
+        line = verdict.strip().splitlines()[0]
         judged = {True: " (credible)", False: " (not credible)"}.get(credible, "")
-        return verdict.strip().splitlines()[0] + judged
+        return line + ("" if "credible" in line.lower() else judged)  # unless the verdict says so itself
     ratio = fit.get("optimal_ratio")
     ratio = ratio.get("value") if isinstance(ratio, dict) else ratio
     if isinstance(ratio, (int, float)):

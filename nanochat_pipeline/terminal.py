@@ -36,7 +36,7 @@ KEY_METRICS = {
     "scaling_results": ["rows", "optimal_ratio"],
     "sft_model": ["val_bpb"],
 }
-# Any other asset (eval_report, rl_model, ...): its numbers whose names say CORE, bpb, pass@k or reward.
+# Any other asset (eval_report, rl_model, ...): its last two numbers whose names say CORE, bpb, pass@k or reward.
 METRIC_WORDS = ("core", "bpb", "pass@", "reward")
 SHORT_NAMES = {"token_bytes_mean": "bytes/token", "available": "available", "task_files": "task files"}
 
@@ -44,7 +44,7 @@ SHORT_NAMES = {"token_bytes_mean": "bytes/token", "available": "available", "tas
 def key_metric(asset: str, metadata: dict) -> str:
     """'val_bpb 2.3105' and the like; eval_report shows its CORE / ChatCORE numbers (any key naming them)."""
     values = {k: getattr(v, "value", v) for k, v in (metadata or {}).items()}
-    keys = KEY_METRICS.get(asset) or [k for k in values if any(word in k.lower() for word in METRIC_WORDS)]
+    keys = KEY_METRICS.get(asset) or [k for k in values if any(word in k.lower() for word in METRIC_WORDS)][-2:]
     parts = []
     for key in keys:
         value = values.get(key)

@@ -44,6 +44,8 @@ def test_key_metric_names_the_number_that_matters():
     assert key_metric("eval_bundle", {"available": False, "reason": "offline"}) == "available no"
     assert key_metric("eval_report", {"ARC-Easy (sft)": 0.25, "CORE (base)": 0.125, "path": "x"}) == "CORE (base) 0.125"
     assert key_metric("eval_report", {"ARC-Easy (sft)": 0.25}) == "not evaluated (see the report card)"
+    rl = {"first_mean_reward": 0.40625, "final_mean_reward": 0.5, "pass@1_before": 0.9375, "pass@1": 0.9375}
+    assert key_metric("rl_model", rl) == "pass@1_before 0.9375, pass@1 0.9375"
 
 
 def metrics(step, total, loss=3.0):
@@ -142,6 +144,7 @@ def test_off_a_terminal_a_quick_asset_prints_its_end_line_only(monkeypatch):
     ({"verdict": "N_opt ~ C^0.52: bracketed in 3 of 3 budgets", "credible": True},
      "N_opt ~ C^0.52: bracketed in 3 of 3 budgets (credible)"),
     ({"verdict": "too few budgets to fit", "credible": False}, "too few budgets to fit (not credible)"),
+    ({"verdict": "credible law: N_opt ~ C^0.58", "credible": True}, "credible law: N_opt ~ C^0.58"),
     ({"optimal_ratio": {"value": 11.234, "ci": [9, 13]}}, "optimal tokens:params ratio 11.2 (the fit records no verdict)"),
     ({"optimal_ratio": {"value": None}}, "no optimal ratio"),
 ])
