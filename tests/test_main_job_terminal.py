@@ -248,10 +248,11 @@ def test_demo_from_nothing_prints_under_80_lines(tmp_path):
     out, _ = job.communicate(timeout=1800)
     assert job.returncode == 0, out
     assert len(out.splitlines()) < 80, out
+    from nanochat_pipeline.partitions import grid_partitions
     from nanochat_pipeline.presets import load_preset
 
     demo = load_preset("demo")
     rows = table_rows(out.splitlines())
-    cells = len(demo.depths) * len(demo.flops)  # one summary row for the grid (each cell has its own lines)
+    cells = len(grid_partitions(demo).get_partition_keys())  # one summary row for the grid (each cell has its lines)
     assert rows[("base_model", None)][1:4] == [str(cells), "cells", "done"]
     assert ("eval_report", demo.chat_cells[0]) in rows
