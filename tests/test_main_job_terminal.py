@@ -3,6 +3,7 @@ a log file that holds everything else, a summary table, Ctrl-C that says how to 
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -223,8 +224,9 @@ def test_main_job_output_interrupt_resume_and_up_to_date(tmp_path):
     log_lines = [line for line in lines if line.startswith("log: ")]
     assert len(log_lines) == 2 and log_lines[0] == log_lines[-1] == lines[-1]
     log = open(log_lines[0][len("log: "):]).read()
-    assert "step 00010/" in log and "resuming" in log and "STEP_START" in log
-    assert "step 00010/" not in out and "STEP_START" not in out and "DEBUG" not in out
+    # which step the resumed run logs first depends on where the interrupt landed
+    assert re.search(r"step \d{5}/", log) and "resuming" in log and "STEP_START" in log
+    assert not re.search(r"step \d{5}/", out) and "STEP_START" not in out and "DEBUG" not in out
     rows = table_rows(lines)
     for asset in ASSETS:
         partition = "d1|4e9" if asset in ("base_model", "sft_model", "eval_report") else None
