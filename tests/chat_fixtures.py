@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from train_fixtures import generated_documents, write_tokenizer
+from helpers import generated_documents
+from train_fixtures import write_tokenizer
 
 TAG, STEP = "d1", 7
 

@@ -12,7 +12,8 @@ from chat_fixtures import write_chat_checkpoint
 from nanochat_pipeline.assets.chat import built_on_base_check
 from nanochat_pipeline.assets.data import shard_checks, tokenizer_checks
 from nanochat_pipeline.assets.training import checkpoint_loads_check, plausible_loss_check, uniform_guess_bpb
-from train_fixtures import build_base, generated_documents, write_shards, write_tokenizer
+from helpers import generated_documents, write_shards
+from train_fixtures import build_base, write_tokenizer
 
 
 def by_name(results):

@@ -5,7 +5,6 @@ tiktoken spells them (not token_bytes.pt); special tokens and ignored targets (-
 Also split over two gloo ranks, unevenly: the sums are reduced, not the per-rank ratios."""
 import math
 import os
-import socket
 from dataclasses import asdict
 
 import pytest
@@ -15,7 +14,8 @@ import torch.multiprocessing as mp
 from nanochat_core.evaluation.bpb import evaluate_bpb
 from nanochat_core.model.gpt import GPT, GPTConfig
 from nanochat_core.tokenizer.bpe import Tokenizer, get_token_bytes
-from train_fixtures import generated_documents, write_tokenizer
+from helpers import free_port, generated_documents
+from train_fixtures import write_tokenizer
 
 T = 24
 
@@ -81,12 +81,6 @@ def test_evaluate_bpb_equals_the_hand_computation(setup):
     # The special tokens really are in the scored rows, and excluding them changes the number.
     with_specials = evaluate_bpb(model, batches(row_list, 2), steps=3, token_bytes=token_bytes.clamp(min=1))
     assert with_specials != pytest.approx(expected, rel=1e-6)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rank_worker(rank: int, port: int, state: dict, config: dict, row_list, token_bytes, results):

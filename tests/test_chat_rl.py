@@ -24,8 +24,8 @@ from nanochat_core.train.args import parse_args
 from nanochat_core.train.base_trainer import train_base
 from nanochat_core.train.rl_trainer import make_rl_args, train_rl
 from nanochat_core.train.sft_trainer import make_sft_args, train_sft
-from sft_fixtures import write_jsonl, write_task_data
-from train_fixtures import TINY_FLAGS, generated_documents, link_base, sigint_at_line, write_shards, write_tokenizer
+from helpers import generated_documents, write_jsonl, write_shards, write_task_data
+from train_fixtures import TINY_FLAGS, link_base, sigint_at_line, write_tokenizer
 
 SFT_STEPS = 180  # measured: 100 steps earn no reward at all, 300 earn most; 180 leaves room to learn
 # A fixed set of 2 training questions, both every step: the reward curve compares like with like. LRs at

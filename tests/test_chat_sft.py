@@ -18,7 +18,7 @@ from nanochat_core.train.args import parse_args
 from nanochat_core.train.base_trainer import train_base
 from nanochat_core.train.sft_mixture import build_sft_data
 from nanochat_core.train.sft_trainer import make_sft_args, train_sft
-from sft_fixtures import write_conversations, write_jsonl, write_task_data
+from helpers import write_conversations, write_jsonl, write_task_data
 from train_fixtures import TINY_FLAGS, build_base, sigint_at_line
 
 BASE_STEPS = 6

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,15 +16,10 @@ import httpx
 import pytest
 
 from chat_fixtures import STEP, TAG, write_chat_checkpoint
+from helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_TOKENS = 24  # the server's -m: what requests without max_tokens get
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

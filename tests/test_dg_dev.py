@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -12,15 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers import free_port
+
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 QUERY = '{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_dg_dev_serves_the_workspace_without_a_deprecation_warning(tmp_path):

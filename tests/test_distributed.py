@@ -14,7 +14,8 @@ import sys
 import pytest
 import torch
 
-from train_fixtures import write_shards, write_tokenizer
+from helpers import write_shards
+from train_fixtures import write_tokenizer
 
 T, B = 32, 2
 FLAGS = ["--depth", "2", "--aspect-ratio", "32", "--head-dim", "32", "--max-seq-len", str(T),

@@ -12,8 +12,8 @@ import pytest
 from nanochat_core.common import settings
 from nanochat_core.common.file_hash import files_sha256
 from test_distributed import LOSS, B, T, fixed_length_docs
-from test_pipeline_helpers import latest_materialization, materialize, tiny_defs
-from train_fixtures import write_shards, write_tokenizer
+from helpers import latest_materialization, materialize, tiny_defs, write_shards
+from train_fixtures import write_tokenizer
 
 pytestmark = pytest.mark.slow
 CELL, TAG, STEPS = "d2|1e9", "d2_1e9", 5

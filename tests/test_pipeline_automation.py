@@ -3,7 +3,7 @@ refreshes by itself once a base_model cell finishes."""
 import dagster as dg
 import pytest
 
-from test_pipeline_helpers import DATA_ASSETS, materialize, tiny_defs, write_tiny_preset
+from helpers import DATA_ASSETS, materialize, tiny_defs, write_tiny_preset
 
 pytestmark = pytest.mark.slow
 

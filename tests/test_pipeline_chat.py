@@ -8,7 +8,7 @@ import pytest
 
 from nanochat_core.common import settings
 from nanochat_core.common.file_hash import files_sha256
-from test_pipeline_helpers import DATA_ASSETS, latest_materialization, materialize, tiny_defs, write_tiny_preset
+from helpers import DATA_ASSETS, latest_materialization, materialize, tiny_defs, write_tiny_preset
 
 pytestmark = pytest.mark.slow
 CELL = "d1|2e9"

@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 
 from nanochat_pipeline.staleness import failed_blocking_check, plan_cells, run_reason
-from test_pipeline_helpers import (DATA_ASSETS, failure_messages, latest_materialization, materialize, tiny_defs,
-                                   write_tiny_preset)
+from helpers import (DATA_ASSETS, failure_messages, latest_materialization, materialize, tiny_defs,
+                     write_tiny_preset)
 
 pytestmark = pytest.mark.slow
 CELL, OTHER = "d1|2e9", "d1|4e9"

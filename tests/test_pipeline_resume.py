@@ -10,7 +10,7 @@ import pytest
 
 from nanochat_core.common import settings
 from nanochat_core.model import checkpoint as ckpt
-from test_pipeline_helpers import DATA_ASSETS, latest_materialization, materialize, tiny_defs, write_tiny_preset
+from helpers import DATA_ASSETS, latest_materialization, materialize, tiny_defs, write_tiny_preset
 
 pytestmark = pytest.mark.slow
 CELL = "d1|4e10"  # ~1000 steps: long enough to interrupt mid-run

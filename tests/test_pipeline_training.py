@@ -10,8 +10,8 @@ from nanochat_core.common.file_hash import files_sha256
 from nanochat_pipeline.staleness import stale_resolver
 from nanochat_core.common import settings
 from nanochat_core.scaling.results_csv import SCALING_COLUMNS, read_scaling_csv
-from test_pipeline_helpers import (DATA_ASSETS, failure_messages, latest_materialization, materialize, tiny_defs,
-                                   write_tiny_preset)
+from helpers import (DATA_ASSETS, failure_messages, latest_materialization, materialize, tiny_defs,
+                     write_tiny_preset)
 
 pytestmark = pytest.mark.slow
 CELL, OTHER = "d1|2e9", "d1|4e9"

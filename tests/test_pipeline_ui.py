@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 
 from nanochat_pipeline.instance_home import ensure_training_pool
-from test_pipeline_helpers import DATA_ASSETS, materialize, tiny_defs, write_tiny_preset
+from helpers import DATA_ASSETS, materialize, tiny_defs, write_tiny_preset
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

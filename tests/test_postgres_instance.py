@@ -13,7 +13,7 @@ from nanochat_pipeline.__main__ import main
 from nanochat_pipeline.instance_home import SHIPPED_DAGSTER_YAML, prepare_dagster_home
 from nanochat_pipeline.instance_storage import InstanceConfigError
 from postgres_server import PG_YAML, free_port, pg, pg_home  # noqa: F401 (fixtures)
-from test_pipeline_helpers import write_tiny_preset
+from helpers import write_tiny_preset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from nanochat_core.cli import base_train, chat_sft
 from nanochat_core.report.card import write_report
 from nanochat_core.report.markdown import _duration
 from nanochat_core.report.sources import base_training_section, sft_section
-from sft_fixtures import write_conversations
+from helpers import write_conversations
 from train_fixtures import TINY_FLAGS, build_base
 
 DONE = re.compile(r"^Training done: (\d+) steps in (\d+\.\d)s, ([\d,]+) tok/s, MFU (\d+\.\d\d)%", re.M)

@@ -13,7 +13,7 @@ from nanochat_core.scaling.shape import ModelFamily, effective_params_at
 from nanochat_pipeline.ladder import FINGERPRINT_TAG, next_step, read_fit
 from nanochat_pipeline.ladder_cells import read_ladder_cells
 from scaling_fixtures import A, ALPHA, B, BETA, E
-from test_pipeline_helpers import materialize, tiny_defs, write_tiny_preset
+from helpers import materialize, tiny_defs, write_tiny_preset
 
 FAMILY = ModelFamily(vocab_size=320, max_seq_len=64, aspect_ratio=32, head_dim=32, window_pattern="L")
 LAW_EXPONENT = BETA / (ALPHA + BETA)

@@ -9,7 +9,7 @@ import pytest
 
 from nanochat_core.tasks import task_data
 from nanochat_core.train.sft_mixture import build_sft_data
-from sft_fixtures import write_conversations, write_task_data
+from helpers import write_conversations, write_task_data
 
 
 @pytest.fixture(autouse=True)
