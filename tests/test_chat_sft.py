@@ -186,6 +186,22 @@ def test_one_epoch_run_resumes_to_the_same_result(base):
         train_sft(sft_args(base, resume_from_step=3, **{**common, "jsonl": [str(mine), str(base / "more.jsonl")]}))
 
 
+def test_extra_keys_jsonl_trains_with_one_warning_naming_them(base, capsys, recwarn):
+    # A real data set's lines (OASST: message_tree_id on every line, lang on some) train as they are.
+    mine = user_file(base, n=6, long=0)
+    rows = [json.loads(line) | {"message_tree_id": f"tree-{i}"} | ({"lang": "en"} if i % 2 else {})
+            for i, line in enumerate(mine.read_text().splitlines())]
+    write_jsonl(mine, rows)
+    rc = chat_sft.main([str(mine), *SFT_FLAGS, "--task-data", str(base / "task_data"), "--num-iterations", "2",
+                        "--eval-every", "-1"])
+    assert rc == 0, capsys.readouterr()
+    assert f"  CustomJSON {mine}: 6 conversations" in capsys.readouterr().out.splitlines()
+    ours = [str(w.message) for w in recwarn if "ignored top-level key" in str(w.message)]
+    assert ours == [f"{mine}: ignored top-level key(s) ['lang', 'message_tree_id'] on 6 line(s); only 'messages' "
+                    "(and 'metadata') are read"]
+    assert (base / "chatsft_checkpoints" / "d2" / "model_000002.pt").is_file()
+
+
 def test_malformed_jsonl_stops_before_training_with_file_and_line(base, capsys):
     bad = base / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'

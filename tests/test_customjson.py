@@ -38,7 +38,8 @@ def test_tool_call_parts_in_assistant_content(tmp_path):
 @pytest.mark.parametrize("bad, why", [
     ("{not json", "not valid JSON"),
     ({"text": "hello"}, "expected"),
-    ({"messages": [U, A], "extra": 1}, "unexpected key"),
+    ({"messages": [U], "lang": "en"}, "at least 2"),  # extra keys never loosen the rules on messages
+    ({"messages": [U, {"role": "assistant"}], "lang": "en"}, "'role' and 'content'"),
     (42, "expected"),
     ([U], "at least 2"),
     ([A, U], "expected role 'user'"),
@@ -55,6 +56,26 @@ def test_bad_lines_name_file_and_line(tmp_path, bad, why):
     with pytest.raises(ValueError) as err:
         CustomJSON(p)
     assert f"{p}:2:" in str(err.value) and why in str(err.value)
+
+
+def test_extra_top_level_keys_are_ignored_with_one_warning_naming_them(tmp_path):
+    # OASST-style lines: an id per line, a language on some; "metadata" is ours and never warned about.
+    p = write(tmp_path, {"messages": [U, A], "message_tree_id": "t1", "lang": "en"},
+              {"messages": [U, A], "message_tree_id": "t2"}, {"messages": [U, A], "metadata": {"index": 2}}, [U, A])
+    with pytest.warns(UserWarning) as caught:
+        task = CustomJSON(p)
+    assert len(task) == 4 and task[0] == {"messages": [U, A]}  # what is trained on is only the messages
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    message = str(caught[0].message)
+    assert str(p) in message and "['lang', 'message_tree_id'] on 2 line(s)" in message
+
+
+def test_no_warning_without_extra_keys(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(CustomJSON(write(tmp_path, {"messages": [U, A], "metadata": {"i": 1}}, [U, A]))) == 2
 
 
 def test_missing_file(tmp_path):

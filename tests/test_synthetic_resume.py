@@ -96,6 +96,18 @@ def test_without_append_the_file_is_replaced(tmp_path):
     assert len(CustomJSON(out)) == 2 and sum(sidecar_indices(out).values()) == 2
 
 
+def test_append_keeps_a_data_set_with_extra_keys_and_warns_once(tmp_path):
+    out = tmp_path / "conv.jsonl"
+    generate_conversations(3, out, "offline", show_progress=False)
+    lines = [dict(json.loads(x), lang="en", message_tree_id=f"t{i}") for i, x in enumerate(out.read_text().splitlines())]
+    out.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with pytest.warns(UserWarning) as caught:
+        stats = generate_conversations(5, out, "offline", append=True, show_progress=False)
+    assert stats["written"] == 5 and len(out.read_text().splitlines()) == 8  # the 3 edited lines are kept
+    ours = [w for w in caught if "ignored top-level key" in str(w.message)]
+    assert len(ours) == 1 and "['lang', 'message_tree_id'] on 3 line(s)" in str(ours[0].message)
+
+
 def test_append_refuses_a_broken_line(tmp_path):
     out = tmp_path / "conv.jsonl"
     generate_conversations(3, out, "offline", show_progress=False)

@@ -14,7 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from nanochat_core.tokenizer.conversation import parse_conversation_line, validate_messages
+from nanochat_core.tokenizer.conversation import IgnoredKeys, parse_conversation_line, validate_messages
 from nanochat_core.synthetic.errors import ExistingOutputInvalid
 
 
@@ -59,13 +59,14 @@ class ConversationWriter:
         self.repaired_bytes = _drop_partial_last_line(self.output)
         _drop_partial_last_line(self.progress)
         hashes = set()
+        ignored = IgnoredKeys(self.output)
         with open(self.output, encoding="utf-8") as f:
             for lineno, line in enumerate(f, start=1):
                 line = line.rstrip("\n")
                 if not line.strip():
                     continue
                 try:
-                    messages, metadata = parse_conversation_line(line)
+                    messages, metadata = parse_conversation_line(line, ignored)
                     validate_messages(messages, allow_parts=True)
                 except ValueError as e:
                     raise ExistingOutputInvalid(
@@ -76,6 +77,7 @@ class ConversationWriter:
                 hashes.add(line_hash(line))
                 if isinstance(metadata, dict) and metadata.get("seed") == self.seed and isinstance(metadata.get("index"), int):
                     self.done.add(metadata["index"])
+        ignored.warn()
         if self.progress.exists():
             for raw in self.progress.read_text(encoding="utf-8").splitlines():
                 try:

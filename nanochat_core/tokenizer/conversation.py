@@ -4,10 +4,16 @@ The synthetic-data generator checks each conversation before writing it (and eac
 file it appends to) and the CustomJSON reader checks each line it reads, with these same functions, so a file the generator wrote always reads
 back, and a hand-written file is held to the same rules (nanochat's: at least two turns,
 user/assistant alternating from the user, non-empty text; an optional leading system message).
+
+Real data sets carry more beside "messages" (OASST's message_tree_id, a lang field): those top-level
+keys are ignored, and each reader says once per file which ones (IgnoredKeys); "messages" itself is
+validated as strictly as ever.
 """
 from __future__ import annotations
 
 import json
+import warnings
+from pathlib import Path
 
 # Assistant content may also be a list of parts (tool calls and their outputs), as the tokenizer's
 # render_conversation accepts; only readers of hand-made SFT data need that (allow_parts=True).
@@ -18,11 +24,28 @@ class ConversationError(ValueError):
     """A conversation that breaks the rules above; the message says which rule and where."""
 
 
-def parse_conversation_line(line: str):
+class IgnoredKeys:
+    """The unknown top-level keys of one file's lines, collected while it is read; warn() says them once."""
+
+    def __init__(self, path):
+        self.path, self.keys, self.lines = Path(path), set(), 0
+
+    def add(self, keys) -> None:
+        if keys:
+            self.keys |= set(keys)
+            self.lines += 1
+
+    def warn(self) -> None:
+        if self.keys:
+            warnings.warn(f"{self.path}: ignored top-level key(s) {sorted(self.keys)} on {self.lines:,} line(s); "
+                          "only 'messages' (and 'metadata') are read", UserWarning, stacklevel=3)
+
+
+def parse_conversation_line(line: str, ignored: IgnoredKeys | None = None):
     """One JSONL line -> (messages, metadata or None), unvalidated; ValueError when the form is wrong.
 
     Two forms: ours, {"messages": [...]} with an optional "metadata" beside it, and nanochat's bare
-    array of messages.
+    array of messages. Any other top-level key is ignored and recorded in `ignored`.
     """
     try:
         obj = json.loads(line)
@@ -31,9 +54,8 @@ def parse_conversation_line(line: str):
     if isinstance(obj, list):
         return obj, None
     if isinstance(obj, dict) and "messages" in obj:
-        extra = set(obj) - {"messages", "metadata"}
-        if extra:
-            raise ValueError(f"unexpected key(s) {sorted(extra)}; allowed: 'messages' and optional 'metadata'")
+        if ignored is not None:
+            ignored.add(set(obj) - {"messages", "metadata"})
         return obj["messages"], obj.get("metadata")
     raise ValueError('expected {"messages": [...]} (optional "metadata") or a bare array of messages')
 
