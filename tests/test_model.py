@@ -146,12 +146,23 @@ def test_rotary_extends_beyond_sequence_len():
 
 
 def test_caches_built_in_inference_mode_work_in_training():
-    model = tiny()
-    model.window_sizes = [5, 64]
-    with torch.inference_mode():
-        model(torch.randint(0, 300, (1, 100)))  # extends rotary, caches masks
-    idx = torch.randint(0, 300, (1, 100))
-    model(idx, idx).backward()
+    """Rotary tables and masks first built under inference_mode must give a training step the very
+    gradients of a twin model that only ever ran outside it."""
+    idx = torch.randint(0, 300, (1, 100), generator=torch.Generator().manual_seed(2))
+    grads = []
+    for warm_up_in_inference_mode in (True, False):
+        model = tiny()
+        randomize_(model)  # init_weights zeroes the output projections: most gradients would be zero
+        model.window_sizes = [5, 64]
+        if warm_up_in_inference_mode:
+            with torch.inference_mode():
+                model(torch.randint(0, 300, (1, 100)))  # extends rotary, caches masks
+        model(idx, idx).backward()
+        grads.append({name: p.grad.clone() for name, p in model.named_parameters()})
+    warmed, fresh = grads
+    assert warmed.keys() == fresh.keys() and all(fresh[n].abs().sum() > 0 for n in fresh)
+    for name in fresh:
+        torch.testing.assert_close(warmed[name], fresh[name], rtol=0, atol=0, msg=name)
 
 
 def test_bf16_compute_keeps_fp32_master_weights(monkeypatch):

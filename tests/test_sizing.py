@@ -41,20 +41,23 @@ def test_reference_lrs_and_weight_decay_at_d12():
 
 
 def test_lr_and_wd_scale_with_batch():
+    """d20 trains at 2^20 tokens, twice nanochat's 2^19 reference: LRs times sqrt(2); weight decay
+    0.28 * sqrt(2) * D_REF / D, with nanochat's d12 and d20 scaling params (110.1M, 435.2M) in D = 10.5 N."""
     plan = plan_training(20, 32768)
-    s = (2 ** 20 / 2 ** 19) ** 0.5
-    assert plan.embedding_lr == pytest.approx(0.3 * s) and plan.matrix_lr == pytest.approx(0.02 * s)
-    assert plan.weight_decay == pytest.approx(0.28 * s * plan.d_ref / plan.target_tokens)
+    assert plan.embedding_lr == pytest.approx(0.42426, rel=1e-5) and plan.matrix_lr == pytest.approx(0.028284, rel=1e-5)
+    assert plan.weight_decay == pytest.approx(0.28 * 2 ** 0.5 * 110.1e6 / 435.2e6, rel=1e-3)  # 0.1002
 
 
 def test_horizon_precedence():
-    flops_plan = plan_training(12, 32768, target_flops=1e18)
-    assert flops_plan.horizon_source == "target_flops"
-    assert flops_plan.num_iterations == round(1e18 / (flops_plan.flops_per_token * 2 ** 19))
-    it_plan = plan_training(12, 32768, num_iterations=7, target_flops=1e18)
+    # d12 at 7.809e8 FLOPs/token and 2^19 tokens a step: 4e16 FLOPs is 97.7 steps, rounded to 98
+    flops_plan = plan_training(12, 32768, target_flops=4e16)
+    assert flops_plan.horizon_source == "target_flops" and flops_plan.num_iterations == 98
+    it_plan = plan_training(12, 32768, num_iterations=7, target_flops=4e16)
     assert it_plan.horizon_source == "num_iterations" and it_plan.num_iterations == 7
+    # ratio 10.5 x 110.1M params at 2^16 tokens a step: 17,640 steps (nanochat's 2205 d12 steps, times 8)
     fixed = plan_training(12, 32768, total_batch_size=2 ** 16)
-    assert fixed.total_batch_size == 2 ** 16 and fixed.num_iterations == fixed.target_tokens // 2 ** 16
+    assert fixed.horizon_source == "target_param_data_ratio" and fixed.total_batch_size == 2 ** 16
+    assert fixed.num_iterations == pytest.approx(17640, abs=2)
 
 
 def test_model_dim_rounds_up_and_vocab_pads():
