@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nanochat_core.common import device as devmod
+from nanochat_core.model import attention as attn_backends
 
 ROTARY_BASE = 100000
 VE_GATE_CHANNELS = 12  # the value-embedding gate looks at the first 12 channels of the layer input
@@ -107,7 +108,7 @@ class CausalSelfAttention(nn.Module):
         has_ve = has_value_embedding(layer_idx, config.n_layer)
         self.ve_gate = Linear(VE_GATE_CHANNELS, self.n_kv_head) if has_ve else None
 
-    def forward(self, x, ve, cos, sin, window: int, kv_cache=None, mask_fn=None):
+    def forward(self, x, ve, cos, sin, window: int, kv_cache=None, attention=None):
         B, T, _ = x.shape
         q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
         k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)
@@ -118,22 +119,10 @@ class CausalSelfAttention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         q, k = norm(q) * QK_SCALE, norm(k) * QK_SCALE
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D) for SDPA
-        t0 = 0
         if kv_cache is not None:
-            t0 = kv_cache.get_pos()
             k, v = kv_cache.insert_kv(self.layer_idx, k, v)
-        Tk = k.size(2)
-        gqa = self.n_kv_head != self.n_head
-        if window >= Tk - 1:
-            # The window covers everything: plain causal (fast path). Queries sit at the end of the keys.
-            if T == Tk:
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-            elif T == 1:
-                y = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
-            else:
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask_fn(T, Tk, t0, Tk), enable_gqa=gqa)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask_fn(T, Tk, t0, window), enable_gqa=gqa)
+        backend, masks = attention  # (backend name, MaskCache): see model/attention.py
+        y = attn_backends.attend(q, k, v, window, backend, masks)
         y = y.transpose(1, 2).contiguous().view(B, T, -1)
         return self.c_proj(y)
 
@@ -154,8 +143,8 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config, layer_idx)
         self.mlp = MLP(config)
 
-    def forward(self, x, ve, cos, sin, window, kv_cache, mask_fn):
-        x = x + self.attn(norm(x), ve, cos, sin, window, kv_cache, mask_fn)
+    def forward(self, x, ve, cos, sin, window, kv_cache, attention):
+        x = x + self.attn(norm(x), ve, cos, sin, window, kv_cache, attention)
         return x + self.mlp(norm(x))
 
 
@@ -181,11 +170,13 @@ class GPT(nn.Module):
         self.compute_dtype = compute_dtype
         # Rotary tables: non-persistent buffers (never saved), precomputed for sequence_len and extended on
         # demand for longer inputs. Recomputed by init_weights() and load_state_dict(), since to_empty() leaves
-        # them uninitialised. Window masks are a cache keyed by shape.
+        # them uninitialised. Attention masks (dense for SDPA, block masks for flex) are a cache keyed by shape;
+        # the attention backend is chosen by set_attention, or automatically at the first forward.
         cos, sin = self._rotary_tables(config.sequence_len, self.transformer.wte.weight.device)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
-        self._masks: dict[tuple, torch.Tensor] = {}
+        self.attention_masks = attn_backends.MaskCache()
+        self.attention: attn_backends.AttentionChoice | None = None
 
     # ---------------------------------------------------------------- init
     @torch.no_grad()
@@ -229,7 +220,7 @@ class GPT(nn.Module):
         length = max(length or 0, self.config.sequence_len)
         with torch.inference_mode(False), torch.no_grad():
             self.cos, self.sin = self._rotary_tables(length, self.get_device())
-        self._masks.clear()
+        self.attention_masks.clear()
 
     def rotary(self, t0: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin of shape (1, T, 1, head_dim/2) for positions t0..t0+T; extended (doubled) for long prompts
@@ -238,25 +229,19 @@ class GPT(nn.Module):
             self.reset_caches(max(t0 + T, 2 * self.cos.size(1)))
         return self.cos[:, t0:t0 + T], self.sin[:, t0:t0 + T]
 
-    def attention_mask(self, T: int, Tk: int, t0: int, window: int, device: torch.device) -> torch.Tensor:
-        """Boolean (T, Tk) mask, True = attend: key j is visible to the query at position t0+i when
-        j <= t0+i and t0+i - j <= window. Cached for the training shapes (t0 == 0)."""
-        if torch.compiler.is_compiling():
-            return self._build_mask(T, Tk, t0, window, device)  # in-graph: no guards on a Python dict
-        key = (T, Tk, t0, window, device)
-        mask = self._masks.get(key)
-        if mask is None:
-            with torch.inference_mode(False):  # a cached mask must stay usable outside inference mode
-                mask = self._build_mask(T, Tk, t0, window, device)
-            if t0 == 0:
-                self._masks[key] = mask
-        return mask
-
-    @staticmethod
-    def _build_mask(T: int, Tk: int, t0: int, window: int, device) -> torch.Tensor:
-        qpos = torch.arange(t0, t0 + T, device=device)[:, None]
-        kpos = torch.arange(Tk, device=device)[None, :]
-        return (kpos <= qpos) & (qpos - kpos <= window)
+    def set_attention(self, choice: str = "auto", training: bool = True) -> attn_backends.AttentionChoice:
+        """Choose the attention backend (auto | flex | fa3 | sdpa | reference) for this model's device and
+        compute dtype; returns the choice with its reason (for the log and the checkpoint meta). Call it after
+        the model is on its device and before torch.compile: the training shape's block masks are built here."""
+        dev = self.get_device()
+        windowed = any(w < self.config.sequence_len - 1 for w in self.window_sizes)
+        self.attention = attn_backends.resolve_backend(choice, dev, self.resolve_compute_dtype(dev), windowed,
+                                                       training=training)
+        if self.attention.backend == "flex":
+            for w in sorted(set(self.window_sizes)):
+                if w < self.config.sequence_len - 1:
+                    self.attention_masks.block(self.config.sequence_len, w, dev)
+        return self.attention
 
     # ---------------------------------------------------------------- forward
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache=None,
@@ -279,14 +264,16 @@ class GPT(nn.Module):
         dtype = self.resolve_compute_dtype(dev)
         t0 = kv_cache.get_pos() if kv_cache is not None else 0
         cos, sin = self.rotary(t0, T)
-        mask_fn = lambda t, tk, start, w: self.attention_mask(t, tk, start, w, dev)  # noqa: E731
+        if self.attention is None:  # a model nobody configured (eval, chat): the automatic choice, inference
+            self.set_attention("auto", training=False)
+        attention = (self.attention.backend, self.attention_masks)
 
         x = norm(self.transformer.wte(idx).to(dtype))
         x0 = x
         for i, block in enumerate(self.transformer.h):
             x = self.resid_lambdas[i].to(dtype) * x + self.x0_lambdas[i].to(dtype) * x0
             ve = self.value_embeds[str(i)](idx).to(dtype) if str(i) in self.value_embeds else None
-            x = block(x, ve, cos, sin, self.window_sizes[i], kv_cache, mask_fn)
+            x = block(x, ve, cos, sin, self.window_sizes[i], kv_cache, attention)
         if kv_cache is not None:
             kv_cache.advance(T)
         return norm(x)
