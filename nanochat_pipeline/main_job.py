@@ -18,7 +18,8 @@ from nanochat_core.synthetic.generate import default_output
 from nanochat_pipeline.assets.data import corpus_file, tokenizer_files
 from nanochat_pipeline.assets.scaling import results_csv
 from nanochat_pipeline.partitions import cell_from_key, grid_partitions
-from nanochat_pipeline.progress import ProgressWatcher, progress_file
+from nanochat_pipeline.children.progress import progress_file
+from nanochat_pipeline.progress import ProgressWatcher
 from nanochat_pipeline.run_records import (failure_message, latest_metadata, materialization_metadata, run_warnings,
                                            scaling_verdict, was_interrupted)
 from nanochat_pipeline.staleness import failed_blocking_check, run_reason

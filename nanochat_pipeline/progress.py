@@ -1,7 +1,7 @@
 """Training progress from a Pipes child to the main job's terminal, through a small JSON file.
 
 The child (rank 0) rewrites `<preset root>/progress/<asset>_<tag>.json` at most every
-WRITE_EVERY seconds (temp name + rename: a reader never sees half a file); the main job polls it
+WRITE_EVERY seconds (children/progress.py: temp name + rename, a reader never sees half a file); the main job polls it
 while the cell's run is in progress. A file, not Pipes log messages: the parent reads it without
 going through Dagster's event log, a slow or lost message cannot stall the bar, and a file left by
 an older run is recognised by its start time and ignored.
@@ -17,9 +17,6 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from nanochat_core.common.atomic import write_json_atomic
-
-WRITE_EVERY = 0.5  # seconds between rewrites in the child (a demo step takes milliseconds)
 POLL_EVERY = 0.5  # seconds between reads in the main job
 # When stdout is not a terminal (CI, a pipe): a line when a cell passes half of its steps, at least
 # LINE_EVERY seconds after its start line (a short cell prints none), and one at least every
@@ -28,33 +25,6 @@ POLL_EVERY = 0.5  # seconds between reads in the main job
 LINE_EVERY = 30.0
 QUIET_AT_MOST = 300.0
 PARTS = 2
-
-
-def progress_file(base_dir: Path, asset: str, tag: str) -> Path:
-    return Path(base_dir) / "progress" / f"{asset}_{tag}.json"
-
-
-class ProgressWriter:
-    """Child side: on_metrics(m) with the trainers' metrics ({step, loss, tok_per_sec, progress})."""
-
-    def __init__(self, path: Path):
-        self.path, self.started, self.last_write, self.first_step = Path(path), time.time(), 0.0, None
-
-    def __call__(self, m: dict) -> None:
-        if "loss" not in m or "progress" not in m:
-            return
-        if self.first_step is None:
-            self.first_step = m["step"]
-        done = m["step"] + 1
-        now = time.time()
-        if now - self.last_write < WRITE_EVERY and m["progress"] < 1.0:
-            return
-        self.last_write = now
-        # total steps: exact for a fixed horizon, an estimate for an SFT epoch (progress is its fraction)
-        total = max(done, round(done / m["progress"])) if m["progress"] > 0 else None
-        write_json_atomic(self.path, {"started": self.started, "first_step": self.first_step, "step": done,
-                                      "total": total, "loss": m["loss"], "tok_per_sec": m["tok_per_sec"],
-                                      "elapsed": now - self.started})
 
 
 def read_progress(path: Path, not_before: float) -> dict | None:
@@ -67,7 +37,9 @@ def read_progress(path: Path, not_before: float) -> dict | None:
 
 
 def describe(progress: dict) -> str:
-    return f"loss {progress['loss']:.3f}, {progress['tok_per_sec']:,} tok/s"
+    rate = f"{progress['tok_per_sec']:,} tok/s" if "tok_per_sec" in progress else \
+        f"{progress['rollouts_per_sec']:.2f} rollouts/s"  # RL's rollouts vary in length
+    return f"loss {progress['loss']:.3f}, {rate}"
 
 
 class ProgressWatcher:

@@ -11,6 +11,7 @@ import torch
 from nanochat_core.common import settings
 from nanochat_core.model import checkpoint as ckpt
 from nanochat_pipeline.assets.rl import rl_model_checks
+from nanochat_pipeline.children.progress import progress_file
 from nanochat_pipeline.presets import PresetError, load_preset
 from test_pipeline_helpers import DATA_ASSETS, latest_materialization, materialize, tiny_defs, write_tiny_preset
 
@@ -113,6 +114,9 @@ chat_cells = ["{CELL}"]
         assert 0.0 <= rl["pass@1_before"] <= 1.0 and 0.0 <= rl["pass@1"] <= 1.0 and rl["rollouts_per_sec"] > 0
         folder = settings.chatrl_checkpoints_dir(preset.root) / "d1_2e9"
         assert ckpt.find_last_step(folder) == 2 and torch.load(ckpt.model_path(folder, 2), weights_only=True)
+        # the RL child keeps a progress file like the base and SFT children: its last step, of 2
+        done = json.loads(progress_file(preset.root, "rl_model", "d1_2e9").read_text())
+        assert (done["step"], done["total"]) == (2, 2) and done["rollouts_per_sec"] > 0
 
         assert materialize(defs, instance, ["eval_report"], CELL).success
         report = {k: v.value for k, v in latest_materialization(instance, "eval_report", CELL).metadata.items()}

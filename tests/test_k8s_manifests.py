@@ -11,7 +11,8 @@ from kubernetes_validate.utils import latest_version
 
 from nanochat_pipeline.__main__ import main
 from nanochat_pipeline.presets import PresetError, load_preset
-from nanochat_pipeline.train_child import build_parser as train_child_parser
+from nanochat_pipeline.children import TRAIN_CHILD_MODULE
+from nanochat_pipeline.children.train import build_parser as train_child_parser
 
 K8S = """
 [launch]
@@ -70,7 +71,7 @@ def test_a_preset_without_launch_runs_locally_as_before():
 
 
 def child_args_of(command: list[str]) -> list[str]:
-    return command[command.index("nanochat_pipeline.train_child") + 1:]
+    return command[command.index(TRAIN_CHILD_MODULE) + 1:]
 
 
 def test_single_node_cells_render_as_valid_pods(tmp_path, tmp_base_dir, monkeypatch):

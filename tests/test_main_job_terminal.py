@@ -14,7 +14,9 @@ import dagster as dg
 import pytest
 
 from nanochat_pipeline import progress
-from nanochat_pipeline.progress import ProgressWatcher, ProgressWriter, progress_file, read_progress
+from nanochat_pipeline.children import progress as child_progress
+from nanochat_pipeline.children.progress import ProgressWriter, progress_file
+from nanochat_pipeline.progress import ProgressWatcher, read_progress
 from nanochat_pipeline.run_records import scaling_verdict
 from nanochat_pipeline.terminal import Terminal, key_metric
 from test_pipeline_helpers import write_tiny_preset
@@ -54,7 +56,7 @@ def metrics(step, total, loss=3.0):
 
 
 def test_progress_file_round_trip_and_stale_files_are_ignored(tmp_path, monkeypatch):
-    monkeypatch.setattr(progress, "WRITE_EVERY", 0.0)
+    monkeypatch.setattr(child_progress, "WRITE_EVERY", 0.0)
     path = progress_file(tmp_path, "base_model", "d1_2e9")
     before = time.time() - 1
     write = ProgressWriter(path)
@@ -68,14 +70,23 @@ def test_progress_file_round_trip_and_stale_files_are_ignored(tmp_path, monkeypa
 
 
 def test_sft_epoch_progress_estimates_the_total(tmp_path, monkeypatch):
-    monkeypatch.setattr(progress, "WRITE_EVERY", 0.0)
+    monkeypatch.setattr(child_progress, "WRITE_EVERY", 0.0)
     path = progress_file(tmp_path, "sft_model", "t")
     ProgressWriter(path)({"step": 9, "loss": 1.0, "tok_per_sec": 5, "progress": 0.25})  # 10 steps = a quarter
     assert read_progress(path, 0)["total"] == 40
 
 
+def test_rl_progress_shows_rollouts_per_second(tmp_path):
+    """RL's rollouts vary in length: its step reports rollouts/s, not tok/s, and the bar says so."""
+    path = progress_file(tmp_path, "rl_model", "t")
+    ProgressWriter(path)({"step": 1, "loss": 0.5, "mean_reward": 0.25, "rollouts_per_sec": 12.5, "progress": 0.5})
+    p = read_progress(path, 0)
+    assert (p["step"], p["total"], "tok_per_sec" in p) == (2, 4, False)
+    assert progress.describe(p) == "loss 0.500, 12.50 rollouts/s"
+
+
 def test_non_terminal_progress_prints_a_line_per_half_at_most(tmp_path, monkeypatch):
-    monkeypatch.setattr(progress, "WRITE_EVERY", 0.0)
+    monkeypatch.setattr(child_progress, "WRITE_EVERY", 0.0)
     monkeypatch.setattr(progress, "POLL_EVERY", 0.02)
     monkeypatch.setattr(progress, "LINE_EVERY", 0.0)
     path = progress_file(tmp_path, "base_model", "d1")

@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from nanochat_pipeline.children import TRAIN_CHILD_MODULE
 from nanochat_pipeline.instance_home import ensure_training_pool
 from postgres_server import pg, pg_home  # noqa: F401 (fixtures)
 from test_pipeline_helpers import DATA_ASSETS, materialize, tiny_defs, write_tiny_preset
@@ -78,7 +79,7 @@ def processes() -> dict[int, tuple[int, str]]:
 def training_children(tags: list[str]) -> dict[str, int]:
     """model tag -> training child pid, for the cells training right now."""
     return {tag: pid for pid, (_, cmd) in processes().items() for tag in tags
-            if "nanochat_pipeline.train_child" in cmd and f"--model-tag {tag}" in cmd}
+            if TRAIN_CHILD_MODULE in cmd and f"--model-tag {tag}" in cmd}
 
 
 def worker_chain(child: int) -> list[int]:

@@ -43,7 +43,7 @@ def train_rl(args, on_metrics: Callable[[dict], None] | None = None) -> dict:
     """RL of an SFT checkpoint as `args` (see rl_args) say; return summary metrics.
 
     `on_metrics` is called on rank 0 after every step with {step, loss (smoothed), raw_loss, lrm, dt,
-    mean_reward, mean_sequence_length, rollouts_per_sec} and after every evaluation with {step, pass@1, ...}.
+    mean_reward, mean_sequence_length, rollouts_per_sec, progress} and after every evaluation with {step, pass@1, ...}.
     """
     args = validate_rl_args(args)
     settings.load_dotenv_file()
@@ -252,7 +252,7 @@ class RLTrainer(TrainingLoop):
                f"rollouts/sec: {rollouts_per_sec:.2f} | total time: {self.loop.total_training_time / 60:.2f}m")
         debiased = self.loop.smooth_train_loss / (1 - EMA_BETA ** (step + 1))
         self._report({"step": step, "loss": debiased, "raw_loss": loss, "lrm": lrm, "dt": dt, **s,
-                      "rollouts_per_sec": rollouts_per_sec})
+                      "rollouts_per_sec": rollouts_per_sec, "progress": (step + 1) / self.num_iterations})
 
     def save(self, step: int, finished: bool) -> None:
         position = {"next_question": step * self.args.examples_per_step, "train_questions": len(self.train_task)}

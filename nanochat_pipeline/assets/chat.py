@@ -17,12 +17,12 @@ from nanochat_core.common.file_hash import files_sha256
 from nanochat_pipeline.assets.data import AUTOMATION
 from nanochat_pipeline.assets.eval_inputs import device_type, task_data_dir
 from nanochat_pipeline.assets.training import BASE_MODEL_CHECKS, TRAINING_POOL, checkpoint_loads_check, run_training_child
+from nanochat_pipeline.children import SFT_CHILD_MODULE
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
 from nanochat_pipeline.required_files import require_files
 from nanochat_pipeline.staleness import require_checks_passed
 
-SFT_CHILD_MODULE = "nanochat_pipeline.sft_child"
 SFT_MODEL_CHECKS = [dg.AssetCheckSpec(n, asset="sft_model", blocking=True)
                     for n in ("sft_checkpoint_loads", "sft_built_on_cell_base")]
 

@@ -15,11 +15,11 @@ import dagster as dg
 from nanochat_core.common import settings
 from nanochat_pipeline.assets.eval_inputs import device_type, task_data_dir
 from nanochat_pipeline.assets.training import TRAINING_POOL, checkpoint_loads_check, run_training_child
+from nanochat_pipeline.children import RL_CHILD_MODULE
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
 from nanochat_pipeline.required_files import require_files
 
-RL_CHILD_MODULE = "nanochat_pipeline.rl_child"
 RL_MODEL_CHECKS = [dg.AssetCheckSpec(name, asset="rl_model", blocking=True)
                    for name in ("rl_finite_loss", "rl_checkpoint_loads", "rl_reward_not_nan")]
 

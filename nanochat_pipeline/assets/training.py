@@ -15,6 +15,7 @@ from dagster._core.errors import DagsterPipesExecutionError  # not exported at t
 from nanochat_core.common import settings
 from nanochat_pipeline.assets.data import AUTOMATION, TOKENIZER_CHECKS, tokenizer_files
 from nanochat_pipeline.assets.eval_inputs import child_env
+from nanochat_pipeline.children import TRAIN_CHILD_MODULE
 from nanochat_pipeline.launch.runner import launch_child
 from nanochat_pipeline.required_files import require_files
 from nanochat_pipeline.partitions import cell_from_key
@@ -23,7 +24,6 @@ from nanochat_pipeline.presets import Preset
 from nanochat_pipeline.staleness import require_checks_passed
 
 TRAINING_POOL = "training"  # one training run at a time on a machine's accelerators (dagster.yaml)
-CHILD_MODULE = "nanochat_pipeline.train_child"
 BASE_MODEL_CHECKS = [dg.AssetCheckSpec(n, asset="base_model", blocking=True)
                      for n in ("finite_loss_and_val_bpb", "checkpoint_loads")]
 
@@ -66,7 +66,7 @@ def resumable_step(ckpt_dir: Path) -> int:
 
 
 def cell_child_args(preset: Preset, cell, config: BaseTrainConfig) -> list[str]:
-    """train_child's arguments for one grid cell (also what `manifests` writes into each pod)."""
+    """The train child's arguments for one grid cell (also what `manifests` writes into each pod)."""
     return ["--depth", str(cell.depth), "--target-flops", cell.flops_key, "--model-tag", cell.model_tag,
             "--train-json", json.dumps(train_overrides(preset, config))]
 
@@ -161,7 +161,7 @@ def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefiniti
         require_checks_passed("base_model", context.instance, TOKENIZER_CHECKS)
         ckpt_dir = settings.base_checkpoints_dir(root) / cell.model_tag
         result, step = run_training_child(
-            context, pipes_subprocess_client, preset, CHILD_MODULE, ckpt_dir, f"training {cell.model_tag}",
+            context, pipes_subprocess_client, preset, TRAIN_CHILD_MODULE, ckpt_dir, f"training {cell.model_tag}",
             cell_child_args(preset, cell, config))
         return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version,
                                     check_results=base_model_checks(

@@ -3,7 +3,7 @@ how a multi-node preset is tried before a cluster. The asset launches this modul
 node inherits the Pipes environment and only global rank 0 reports.
 
     python -m nanochat_pipeline.launch.local_nodes --nodes 2 --nproc-per-node 1 --rdzv-id RUN \\
-        --module nanochat_pipeline.train_child -- --depth 2 ...
+        --module nanochat_pipeline.children.train -- --depth 2 ...
 """
 from __future__ import annotations
 

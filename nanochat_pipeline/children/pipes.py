@@ -1,31 +1,47 @@
-"""What the training children (base_train, chat_sft, chat_rl) do around the core's training function.
+"""What every training child (base_train, chat_sft, chat_rl) does around the core's training function.
 
 Only global rank 0 opens Pipes (two reporting ranks break the session); metrics stream into the
-step's log and a loss curve; a cancelled run exits EXIT_INTERRUPTED with its checkpoint saved and
-nothing materialized; a finished one reports metadata and the checkpoint's content hash. Outside
-Dagster, Pipes falls back to a stub context and the child simply trains.
+step's log, a loss curve and the progress file the main job's bar reads; a cancelled run exits
+EXIT_INTERRUPTED with its checkpoint saved and nothing materialized; a finished one reports metadata
+and the checkpoint's content hash. Outside Dagster, Pipes falls back to a stub context and the child
+simply trains.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 from pathlib import Path
 from typing import Callable
 
+from nanochat_pipeline.children.progress import ProgressWriter, progress_file
 from nanochat_pipeline.pictures import loss_curve_png
-from nanochat_pipeline.progress import ProgressWriter
 
 EXIT_INTERRUPTED = 130  # the run was cancelled: a checkpoint was saved, nothing is materialized
-LOSS_CURVE_NAME = "loss_curve.png"
 
 
-def run_training_child(tag: str, train: Callable, curve_path: Path,
-                       metadata_of: Callable[[dict, dict, Path, Path], dict], resume_from_step: int = -1,
-                       progress_path: Path | None = None) -> int:
-    """train(on_metrics) -> summary; metadata_of(summary, meta, model_file, curve) -> Dagster metadata.
-    progress_path: where rank 0 keeps its latest step, loss and tok/s for the main job's progress bar."""
+def child_parser(module: str, description: str, flags: list[tuple[str, dict]], json_flag: str,
+                 tool: str) -> argparse.ArgumentParser:
+    """`python -m module`'s parser: the child's own `flags` ((name, add_argument keywords) pairs), then
+    --resume-from-step and `json_flag` (the core `tool`'s other flags as JSON, python names)."""
+    p = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    for name, keywords in flags:
+        p.add_argument(name, **keywords)
+    p.add_argument("--resume-from-step", type=int, default=-1)
+    p.add_argument(json_flag, default="{}", help=f"other {tool} flags as JSON (python names)")
+    return p
+
+
+def report_training(asset: str, model_tag: str, resume_from_step: int, train: Callable, curve_name: str,
+                    metadata_of: Callable[[dict, dict, Path], dict]) -> int:
+    """Run train(on_metrics) -> summary under Pipes for `asset`'s cell `model_tag`; return the exit status.
+
+    metadata_of(summary, meta, model_file) -> Dagster metadata, to which the loss curve is added (drawn
+    to <report dir>/<tag>/<curve_name>); rank 0 keeps its latest step, loss and rate in the cell's
+    progress file for the main job's progress bar."""
     from dagster_pipes import open_dagster_pipes
 
+    from nanochat_core.common import settings
     from nanochat_core.common.file_hash import files_sha256
     from nanochat_core.model import checkpoint as ckpt
 
@@ -33,7 +49,7 @@ def run_training_child(tag: str, train: Callable, curve_path: Path,
     with (open_dagster_pipes() if is_rank0 else contextlib.nullcontext()) as pipes:
         log = pipes.log.info if pipes is not None else (lambda msg: None)
         steps, losses = [], []
-        write_progress = ProgressWriter(progress_path) if is_rank0 and progress_path is not None else None
+        write_progress = ProgressWriter(progress_file(settings.base_dir(), asset, model_tag)) if is_rank0 else None
 
         def on_metrics(m: dict) -> None:
             if write_progress is not None:
@@ -49,7 +65,7 @@ def run_training_child(tag: str, train: Callable, curve_path: Path,
                     log(f"step {m['step']}: loss {m['loss']:.4f}, {rate}")
 
         if resume_from_step >= 0:
-            log(f"resuming {tag} from its checkpoint at step {resume_from_step}")
+            log(f"resuming {model_tag} from its checkpoint at step {resume_from_step}")
         summary = train(on_metrics)
         if not is_rank0:
             return 0
@@ -59,11 +75,11 @@ def run_training_child(tag: str, train: Callable, curve_path: Path,
         ckpt_dir = Path(summary["checkpoint_dir"])
         model_file = ckpt.model_path(ckpt_dir, summary["step"])
         meta = ckpt.load_meta(ckpt_dir, summary["step"])
-        curve = loss_curve_png(steps, losses, curve_path, tag)
-        metadata = metadata_of(summary, meta, model_file, curve)
+        curve = loss_curve_png(steps, losses, settings.report_dir() / model_tag / curve_name, model_tag)
+        metadata = metadata_of(summary, meta, model_file) | {"loss_curve": curve_metadata(curve)}
         if pipes is not None:
             pipes.report_asset_materialization(metadata=metadata, data_version=files_sha256([model_file]))
-        log(f"trained {tag}: val_bpb {summary.get('val_bpb')}, checkpoint {model_file}")
+        log(f"trained {model_tag}: val_bpb {summary.get('val_bpb')}, checkpoint {model_file}")
     return 0
 
 

@@ -4,32 +4,30 @@ It calls nanochat_core's train_base with a metrics callback and reports to Dagst
 imports Dagster. Only global rank 0 opens Pipes (two reporting ranks break the session). Run it
 by hand too: outside Dagster, Pipes falls back to a stub context and it simply trains.
 
-    python -m nanochat_pipeline.train_child --depth 2 --target-flops 5e10 --model-tag d2_5e10 \
+    python -m nanochat_pipeline.children.train --depth 2 --target-flops 5e10 --model-tag d2_5e10 \
         --train-json '{"device_type": "cpu", "max_seq_len": 64}'
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from nanochat_pipeline.pipes_child import LOSS_CURVE_NAME, curve_metadata, run_training_child
-from nanochat_pipeline.progress import progress_file
+from nanochat_pipeline.children import TRAIN_CHILD_MODULE
+from nanochat_pipeline.children.pipes import child_parser, report_training
+
+LOSS_CURVE_NAME = "loss_curve.png"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m nanochat_pipeline.train_child",
-                                description="Train one grid cell (base_train) and report it over Dagster Pipes.")
-    p.add_argument("--depth", type=int, required=True)
-    p.add_argument("--target-flops", type=float, required=True)
-    p.add_argument("--model-tag", required=True)
-    p.add_argument("--resume-from-step", type=int, default=-1)
-    p.add_argument("--train-json", default="{}", help="other base_train flags as JSON (python names)")
-    return p
+def build_parser():
+    return child_parser(
+        TRAIN_CHILD_MODULE, "Train one grid cell (base_train) and report it over Dagster Pipes.",
+        [("--depth", {"type": int, "required": True}), ("--target-flops", {"type": float, "required": True}),
+         ("--model-tag", {"required": True})],
+        "--train-json", "base_train")
 
 
-def cell_metadata(summary: dict, meta: dict, target_flops: float, depth: int, checkpoint: Path, curve: Path) -> dict:
+def cell_metadata(summary: dict, meta: dict, target_flops: float, depth: int, checkpoint: Path) -> dict:
     """Numeric metadata (plotted across materializations) plus what scaling_results needs."""
     from nanochat_core.scaling.results_csv import row_from_training, shape_from_meta
 
@@ -41,25 +39,22 @@ def cell_metadata(summary: dict, meta: dict, target_flops: float, depth: int, ch
         "tokens_per_sec": float(summary["tokens_per_sec"]), "mfu": float(summary["mfu"]),
         "training_seconds": float(summary["training_seconds"]), "total_flops": float(summary["total_flops"]),
         "scaling_params": int(summary["scaling_params"]),
-        "checkpoint": str(checkpoint), "loss_curve": curve_metadata(curve),
+        "checkpoint": str(checkpoint),
     })
     return metadata
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nanochat_core.common import settings
     from nanochat_core.train.args import make_args
     from nanochat_core.train.base_trainer import train_base
 
     cli = build_parser().parse_args(argv)
     args = make_args(depth=cli.depth, target_flops=cli.target_flops, model_tag=cli.model_tag,
                      resume_from_step=cli.resume_from_step, **json.loads(cli.train_json))
-    return run_training_child(
-        cli.model_tag, lambda on_metrics: train_base(args, on_metrics=on_metrics),
-        settings.report_dir() / cli.model_tag / LOSS_CURVE_NAME,
-        lambda summary, meta, model_file, curve: cell_metadata(summary, meta, cli.target_flops, cli.depth,
-                                                               model_file, curve),
-        cli.resume_from_step, progress_file(settings.base_dir(), "base_model", cli.model_tag))
+    return report_training(
+        "base_model", cli.model_tag, cli.resume_from_step, lambda on_metrics: train_base(args, on_metrics=on_metrics),
+        LOSS_CURVE_NAME,
+        lambda summary, meta, model_file: cell_metadata(summary, meta, cli.target_flops, cli.depth, model_file))
 
 
 if __name__ == "__main__":
