@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile the model: auto = on CUDA, and on CPU when the run is long enough to repay compiling (~30 s of compute at peak)")
     g.add_argument("--peak-flops", type=float, default=-1.0,
                    help="peak FLOP/s of one device for MFU; -1 = known GPU figure, or on CPU a one-second fp32 matmul probe")
+    g.add_argument("--attention", type=str, default="auto", choices=("auto", "flex", "fa3", "sdpa"),
+                   help="attention kernels: auto = FA3 (CUDA bf16, `kernels` installed and its build on disk or "
+                        "reachable), else FlexAttention for sliding windows on CUDA, else SDPA; see model/attention.py")
     g = p.add_argument_group("model")
     g.add_argument("--depth", type=int, default=20, help="number of transformer layers: the one dial")
     g.add_argument("--aspect-ratio", type=int, default=64, help="model_dim = depth * aspect_ratio (rounded up to head_dim)")

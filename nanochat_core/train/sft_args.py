@@ -54,6 +54,9 @@ def build_sft_parser() -> argparse.ArgumentParser:
                         "long enough to repay compiling")
     g.add_argument("--peak-flops", type=float, default=-1.0,
                    help="peak FLOP/s of one device for MFU; -1 = known GPU figure, or on CPU a one-second fp32 matmul probe")
+    g.add_argument("--attention", type=str, default="auto", choices=("auto", "flex", "fa3", "sdpa"),
+                   help="attention kernels: auto = FA3 (CUDA bf16, `kernels` installed and its build on disk or "
+                        "reachable), else FlexAttention for sliding windows on CUDA, else SDPA; see model/attention.py")
     g = p.add_argument_group("input model and output")
     g.add_argument("--model-tag", type=str, default=None,
                    help="base checkpoint folder under base_checkpoints; when not given, the largest depth's tag")

@@ -94,6 +94,9 @@ class TrainingLoop:
             else (0.0, "")
         self.peak_flops = broadcast_from_master(peak, self.device)
         print0(f"Peak FLOP/s per device for MFU: {self.peak_flops:.4e} ({source})")
+        # before compiling: the choice builds the training shape's flex block masks eagerly
+        self.attention = self.orig_model.set_attention(getattr(self.args, "attention", "auto"))
+        print0(f"Attention: {self.attention}")
         use_compile, why = self._decide_compile()
         print0(f"torch.compile: {'on' if use_compile else 'off'} ({why})")
         # Train through the compiled model; evaluate and save through the original (other shapes, clean keys).
@@ -153,6 +156,7 @@ class TrainingLoop:
             "total_batch_size": self.total_batch_size, "dataloader_state_dict": dataloader_state,
             "loop_state": dataclasses.asdict(self.loop),
             "peak_flops": self.peak_flops,  # ours: the MFU basis, so the report card can recompute MFU
+            "attention": self.attention.backend, "attention_reason": self.attention.reason,  # ours
         }
 
     def _write_checkpoint(self, step: int, meta: dict) -> None:
@@ -265,6 +269,7 @@ class TrainingLoop:
             "final_loss": final_loss, "final_raw_loss": self.last_loss,
             "tokens_trained": self.step * self.total_batch_size, "tokens_per_sec": tokens_per_sec, "mfu": mfu,
             "peak_flops": self.peak_flops, "param_counts": dict(self.param_counts),
+            "attention": self.attention.backend,
             "training_seconds": t["seconds"], "total_training_time": self.loop.total_training_time,
             "flops_per_token": self.flops_per_token,
             "total_flops": self.flops_per_token * self.step * self.total_batch_size,
