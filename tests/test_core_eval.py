@@ -287,7 +287,13 @@ def test_base_train_and_base_eval_core_end_to_end(tmp_path, monkeypatch, capsys)
     out = capsys.readouterr().out
     assert rc == 0 and re.search(r"^Step 00002 \| CORE metric: -?\d+\.\d{4}$", out, re.M)
     meta_file = root / "base_checkpoints" / "d2" / "meta_000002.json"
-    assert isinstance(json.loads(meta_file.read_text())["core_score"], float)
+    trained_core = json.loads(meta_file.read_text())["core_score"]
+    assert isinstance(trained_core, float)
+    # base_eval on the same checkpoint, bundle, examples and batch size scores exactly what training recorded
+    assert base_eval.main(["--eval", "core", "--max-per-task", "2", "--device-batch-size", "4",
+                           "--device-type", "cpu"]) == 0
+    capsys.readouterr()
+    assert json.loads((root / "base_eval" / "d2_000002.json").read_text())["core"] == trained_core
 
     other = write_bundle(tmp_path / "other", tasks=TEXT_TASKS, skip_data={"winograd"})
     rc = base_eval.main(["--eval", "core", "--bundle-dir", str(other), "--device-batch-size", "3",
