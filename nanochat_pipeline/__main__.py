@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+from nanochat_pipeline.cli.status import add_command as add_status_command
+from nanochat_pipeline.cli.status import run_status
 from nanochat_pipeline.cluster_commands import add_commands as add_cluster_commands
 from nanochat_pipeline.cluster_commands import run_command as run_cluster_command
 from nanochat_pipeline.presets import DEFAULT_PRESET, PRESET_ENV, PresetError, load_preset
@@ -22,12 +24,18 @@ def build_parser() -> argparse.ArgumentParser:
                           "instead of one line per asset and a log file")
     run.add_argument("--ladder", action="store_true",
                      help="after the grid, grow it (the preset's [ladder] bounds) until the scaling law is credible")
+    run.add_argument("--yes", action="store_true",
+                     help="train the grid even when it would take more than an hour here (asked on a terminal; "
+                          "without it, refused when stdin is not a terminal)")
     add_cluster_commands(sub)  # dev, manifests
+    add_status_command(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "status":
+        return run_status(args.preset)
     if args.command != "run":
         return run_cluster_command(args)
     name = args.preset or os.environ.get(PRESET_ENV) or DEFAULT_PRESET  # the flag wins over the env var
@@ -66,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     with dg.DagsterInstance.get() as instance, captured_output(log_path) as console:
         ensure_training_pool(instance)
         bar = interactive and log_path is not None  # bars and immediate start lines on a terminal
-        code = run_main_job(definitions.defs, preset, instance, Terminal(console, bar), bar)
+        code = run_main_job(definitions.defs, preset, instance, Terminal(console, bar), bar, yes=args.yes)
         if args.ladder and code == 0:
             from nanochat_pipeline.ladder import run_ladder
 
             terminal = Terminal(console)
-            code = run_ladder(preset, instance, lambda defs: run_main_job(defs, preset, instance, terminal), terminal.say)
+            code = run_ladder(preset, instance, lambda defs: run_main_job(defs, preset, instance, terminal, yes=args.yes),
+                              terminal.say)
     if log_path is not None:
         print(f"log: {log_path}")
     return code

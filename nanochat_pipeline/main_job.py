@@ -20,8 +20,10 @@ from nanochat_pipeline.assets.scaling import results_csv
 from nanochat_pipeline.partitions import cell_from_key, grid_partitions
 from nanochat_pipeline.children.progress import progress_file
 from nanochat_pipeline.progress import ProgressWatcher
-from nanochat_pipeline.run_records import (failure_message, latest_metadata, materialization_metadata, run_warnings,
-                                           scaling_verdict, was_interrupted)
+from nanochat_pipeline.cli.failure_line import run_failure_line
+from nanochat_pipeline.cli.grid_cost import REFUSED, confirmed, grid_cost
+from nanochat_pipeline.run_records import (latest_metadata, materialization_metadata, run_warnings, scaling_verdict,
+                                           was_interrupted)
 from nanochat_pipeline.staleness import failed_blocking_check, run_reason
 from nanochat_pipeline.terminal import Terminal, key_metric
 
@@ -53,9 +55,10 @@ def artifact_paths(preset, asset: str, partition: str | None) -> list[Path]:
 
 
 def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, terminal: Terminal,
-                 interactive: bool = False) -> int:
+                 interactive: bool = False, yes: bool = False) -> int:
     """Materialize what is missing or unsynced, one line per asset on `terminal` (a progress bar for
-    training cells); return 0 on success, 1 on the first failure, 130 when interrupted."""
+    training cells); return 0 on success, 1 on the first failure, 130 when interrupted, REFUSED when
+    the grid would take more than an hour here and neither `yes` nor the person at the terminal agreed."""
     assets = list(defs.assets)
     graph = defs.resolve_asset_graph()
 
@@ -88,9 +91,10 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
             return 130
         if not result.success:
             terminal.finished(label, "FAILED", since, f"run {result.run_id}")
-            # A failed blocking check says which check, on which file, with which value; else the step's error.
-            why = failed_blocking_check(graph, instance, dg.AssetKey(asset), partition) or failure_message(result)
-            terminal.warn(f"{label}: {why}")
+            # A failed blocking check says which check, on which file, with which value; else the error the
+            # asset's code raised (Dagster's wrapper around it stays in the log file).
+            why = failed_blocking_check(graph, instance, dg.AssetKey(asset), partition) or run_failure_line(result)
+            terminal.cause(label, why)
             return 1
         terminal.finished(label, "done", since, key_metric(asset, materialization_metadata(result, asset)))
         return 0
@@ -113,9 +117,22 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
             for asset in ("sft_model", *rl, "eval_report"):
                 yield asset, cell
 
+    def grid_agreed() -> bool:
+        """Before the first cell trains: its cost, and --yes (or a terminal's y) when over an hour."""
+        partitions = graph.get(dg.AssetKey("base_model")).partitions_def
+        to_train = [cell_from_key(partitions, key) for key in partitions.get_partition_keys()
+                    if why_run("base_model", key) is not None]
+        return confirmed(grid_cost(preset, to_train), yes, terminal.say)
+
     code = 0
     try:
+        cost_said = False
         for asset, partition in steps():
+            if asset == "base_model" and not cost_said:
+                cost_said = True
+                if not grid_agreed():
+                    code = REFUSED
+                    break
             code = materialize(asset, partition)
             if code:
                 break
@@ -140,7 +157,7 @@ def closing(terminal: Terminal, preset, instance: dg.DagsterInstance, code: int)
         cell = last is not None and last.status == "interrupted" and last.label.partition("[")[0] in TRAINING_ASSETS
         saved = "the cell in progress saved a checkpoint. " if cell else ""
         terminal.say(f"interrupted: {saved}Resume with: python -m nanochat_pipeline run --preset {preset_argument(preset)}")
-    elif code:
+    elif code and code != REFUSED:
         terminal.say("failed: the log file has the whole error; fix it and run the same command again "
                      "(what is done is skipped)")
 

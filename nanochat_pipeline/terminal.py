@@ -134,6 +134,11 @@ class Terminal:
             self.warned.add(short)
             self.say(f"  warning: {short}" + (f" (+{more} more in the log)" if more else ""))
 
+    def cause(self, label: str, text: str) -> None:
+        """Why `label` failed, on one line and not cut to WARNING_CHARS: it names the file, host or cell
+        and what to do (cli/failure_line.py keeps it to one line)."""
+        self.say(f"  {label} failed: {' '.join(text.split())}")
+
     def summary_table(self) -> None:
         """asset, partition, status, time, key metric (rich's table): one row per asset, and one per
         asset and status for a grid's cells (GROUP_CELLS or more): their count, total time and the

@@ -10,8 +10,7 @@ import sys
 import dagster as dg
 import pytest
 
-from sft_fixtures import write_task_data
-from test_pipeline_helpers import write_tiny_preset
+from helpers import write_task_data, write_tiny_preset
 
 pytestmark = pytest.mark.slow
 CELL = "d1|1e9"
@@ -90,7 +89,7 @@ def test_main_job_runs_skips_and_never_trains_on_a_failed_tokenizer(tmp_path):
         f.unlink()
     code, out = run_cli(bad, base)
     assert code == 1 and "  tokenizer (missing on disk: " in out and "  tokenizer: FAILED" in out, out
-    assert "  warning: tokenizer: its last blocking check bytes_per_token_above_floor failed: " in out, out
+    assert "  tokenizer failed: its last blocking check bytes_per_token_above_floor failed: " in out, out
     assert not looked_at(out, "base_model")
 
     code, out = run_cli(bad, base)  # the tokenizer is materialized and in sync, but its check failed
@@ -109,5 +108,5 @@ def test_diverging_preset_exits_non_zero_naming_cell_and_check(tmp_path):
         code, out = run_cli(preset, base)
         assert code == 1 and started in out, out
         assert f"  {label}: FAILED" in out, out
-        assert f"  warning: {label}: its last blocking check finite_loss_and_val_bpb failed: " in out, out
+        assert f"  {label} failed: its last blocking check finite_loss_and_val_bpb failed: " in out, out
         assert not looked_at(out, "scaling_results") and not looked_at(out, "sft_model")  # stopped before them

@@ -23,6 +23,35 @@ def _hub_settings() -> tuple[str | None, str | None]:
     return os.environ.get("HF_ENDPOINT") or None, os.environ.get("HF_TOKEN") or None
 
 
+# Class names (anywhere in an exception's MRO) that mean the Hub could not be reached at all:
+# httpx's TransportError (huggingface_hub's client, whichever httpx package it ships with), the
+# socket module's errors.
+NETWORK_ERRORS = {"TransportError", "ConnectionError", "gaierror", "TimeoutError"}
+
+
+def network_cause(error: BaseException) -> BaseException | None:
+    """The network error behind `error` (itself or a cause or context of it), or None."""
+    seen = 0
+    while error is not None and seen < 20:
+        if NETWORK_ERRORS & {c.__name__ for c in type(error).__mro__}:
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
+def hub_unreachable(endpoint: str | None, cause: BaseException) -> SourceError:
+    """What failed (the Hub, at which host), why, and what to do, in one sentence."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = endpoint or constants.ENDPOINT
+    where = f"{urlparse(url).netloc or url}" + (" (HF_ENDPOINT)" if endpoint else "")
+    return SourceError(f"cannot reach the Hugging Face Hub at {where}: {type(cause).__name__}: {cause}; check the "
+                       "network and HF_ENDPOINT, or use a corpus that needs none ([corpus] source = \"embedded\" or "
+                       "\"local\")")
+
+
 def list_fineweb_files(revision: str = FINEWEB_REVISION, subset: str = FINEWEB_SUBSET) -> list[str]:
     """Sorted repo paths of the subset's parquet files at `revision` (one Hub API call)."""
     from huggingface_hub import HfApi
@@ -33,8 +62,12 @@ def list_fineweb_files(revision: str = FINEWEB_REVISION, subset: str = FINEWEB_S
     try:
         entries = api.list_repo_tree(FINEWEB_REPO, path_in_repo=subset, revision=revision, repo_type="dataset")
         paths = sorted(e.path for e in entries if e.path.endswith(".parquet"))
-    except HfHubHTTPError as e:
-        raise SourceError(f"cannot list {FINEWEB_REPO}/{subset} at revision {revision}: {e}") from e
+    except Exception as e:  # unreachable first: huggingface_hub wraps some network errors in its HTTP errors
+        if (cause := network_cause(e)) is not None:
+            raise hub_unreachable(endpoint, cause) from e
+        if isinstance(e, HfHubHTTPError):
+            raise SourceError(f"cannot list {FINEWEB_REPO}/{subset} at revision {revision}: {e}") from e
+        raise
     if not paths:
         raise SourceError(f"{FINEWEB_REPO}/{subset} at revision {revision} holds no parquet files")
     return paths
@@ -62,8 +95,12 @@ def download_fineweb(
                 FINEWEB_REPO, repo_path, repo_type="dataset", revision=revision, endpoint=endpoint, token=token,
                 local_dir=download_dir,  # None: the huggingface_hub cache
             )))
-        except HfHubHTTPError as e:
-            raise SourceError(f"download of {FINEWEB_REPO}/{repo_path} failed: {e}") from e
+        except Exception as e:
+            if (cause := network_cause(e)) is not None:
+                raise hub_unreachable(endpoint, cause) from e
+            if isinstance(e, HfHubHTTPError):
+                raise SourceError(f"download of {FINEWEB_REPO}/{repo_path} failed: {e}") from e
+            raise
     return local
 
 

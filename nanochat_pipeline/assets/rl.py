@@ -9,6 +9,7 @@ pass@k) is NaN.
 import json
 import math
 from pathlib import Path
+from typing import Optional
 
 import dagster as dg
 
@@ -19,9 +20,35 @@ from nanochat_pipeline.children import RL_CHILD_MODULE
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
 from nanochat_pipeline.required_files import require_files
+from nanochat_pipeline.run_config import effective_settings, settings_metadata
 
 RL_MODEL_CHECKS = [dg.AssetCheckSpec(name, asset="rl_model", blocking=True)
                    for name in ("rl_finite_loss", "rl_checkpoint_loads", "rl_reward_not_nan")]
+
+
+class RlConfig(dg.Config):
+    """chat_rl flags for one run (python names); None = the preset's [rl] value, else chat_rl's default.
+    The cell's tag and the task data always come from the pipeline."""
+
+    device_type: Optional[str] = None
+    task: Optional[str] = None  # gsm8k or arithmetic
+    max_train_questions: Optional[int] = None
+    num_epochs: Optional[int] = None
+    num_iterations: Optional[int] = None
+    examples_per_step: Optional[int] = None
+    num_samples: Optional[int] = None
+    device_batch_size: Optional[int] = None
+    max_new_tokens: Optional[int] = None
+    temperature: Optional[float] = None
+    top_k: Optional[int] = None
+    embedding_lr: Optional[float] = None
+    unembedding_lr: Optional[float] = None
+    matrix_lr: Optional[float] = None
+    weight_decay: Optional[float] = None
+    init_lr_frac: Optional[float] = None
+    eval_every: Optional[int] = None
+    eval_examples: Optional[int] = None
+    save_every: Optional[int] = None
 
 
 def _value(metadata: dict, key: str):
@@ -57,15 +84,17 @@ def build_rl_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, sf
               pool=TRAINING_POOL, check_specs=RL_MODEL_CHECKS,
               description="RL of one cell's chat model: chat_rl on its SFT checkpoint (the preset's [rl] task), "
                           "through Pipes.")
-    def rl_model(context: dg.AssetExecutionContext, pipes_subprocess_client: dg.PipesSubprocessClient) -> dg.MaterializeResult:
+    def rl_model(context: dg.AssetExecutionContext, config: RlConfig,
+                 pipes_subprocess_client: dg.PipesSubprocessClient) -> dg.MaterializeResult:
         cell = cell_from_key(partitions, context.partition_key)
         require_files("rl_model", [settings.chatsft_checkpoints_dir(root) / cell.model_tag], "sft_model")
         ckpt_dir = settings.chatrl_checkpoints_dir(root) / cell.model_tag
-        flags = {"device_type": device_type(preset)} | preset.rl
+        flags = effective_settings({"device_type": device_type(preset)} | preset.rl, config)
         result, step = run_training_child(
             context, pipes_subprocess_client, preset, RL_CHILD_MODULE, ckpt_dir, f"RL of {cell.model_tag}",
             ["--model-tag", cell.model_tag, "--task-data", str(task_data_dir(preset)), "--rl-json", json.dumps(flags)])
-        return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version,
+        return dg.MaterializeResult(metadata=dict(result.metadata or {}) | settings_metadata(flags),
+                                    data_version=result.data_version,
                                     check_results=rl_model_checks(dict(result.metadata or {}), ckpt_dir, step))
 
     return [rl_model]

@@ -21,6 +21,7 @@ from nanochat_pipeline.required_files import require_files
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.pictures import markdown_image
 from nanochat_pipeline.presets import Preset
+from nanochat_pipeline.run_config import effective_settings, settings_metadata
 from nanochat_pipeline.staleness import require_checks_passed
 
 TRAINING_POOL = "training"  # one training run at a time on a machine's accelerators (dagster.yaml)
@@ -48,7 +49,7 @@ class BaseTrainConfig(dg.Config):
 
 
 def train_overrides(preset: Preset, config: BaseTrainConfig) -> dict:
-    return preset.train | {k: v for k, v in config.model_dump().items() if v is not None}
+    return effective_settings(preset.train, config)
 
 
 def resumable_step(ckpt_dir: Path) -> int:
@@ -163,7 +164,9 @@ def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefiniti
         result, step = run_training_child(
             context, pipes_subprocess_client, preset, TRAIN_CHILD_MODULE, ckpt_dir, f"training {cell.model_tag}",
             cell_child_args(preset, cell, config))
-        return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version,
+        return dg.MaterializeResult(metadata=dict(result.metadata or {})
+                                    | settings_metadata(train_overrides(preset, config)),
+                                    data_version=result.data_version,
                                     check_results=base_model_checks(
                                         dict(result.metadata or {}), ckpt_dir, step,
                                         uniform_guess_bpb(settings.tokenizer_dir(root), settings.base_data_dir(root))))

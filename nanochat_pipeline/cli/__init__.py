@@ -1,0 +1,1 @@
+"""The pipeline's commands (python -m nanochat_pipeline <command>)."""

@@ -1,0 +1,288 @@
+"""`python -m nanochat_pipeline status [--preset P]`: where a preset's pipeline stands, read from the
+instance. Nothing is started and nothing is written (with no instance yet, every asset shows missing).
+
+It shows the data assets, the depth x FLOP-budget grid of base_model (each cell's val_bpb, or why it
+has none: missing, unsynced, a failed blocking check, a failed run, running), the scaling verdict,
+and the chat cells (sft_model, rl_model, eval_report) with their key numbers. The states are the
+ones the main job acts on: the same stale-status resolver and blocking-check reading (staleness.py),
+the same files that must still be on disk (main_job.artifact_paths).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+GRID_ASSET = "base_model"
+CHAT_ASSETS = ("sft_model", "rl_model", "eval_report")
+PARTITION_TAG = "dagster/partition"
+RUN_SCAN_LIMIT = 1000  # recent failed or cancelled runs read to find each asset's last one
+UP_TO_DATE, MISSING, UNSYNCED, CHECK_FAILED, RUNNING, GONE = (
+    "up to date", "missing", "unsynced", "check failed", "running", "files gone")
+
+
+@dataclass(frozen=True)
+class AssetState:
+    state: str            # one of the words above, or "failed" / "cancelled" (its last run, after its last materialization)
+    metadata: dict = field(default_factory=dict)  # of the latest materialization (empty when none)
+    when: float | None = None  # that materialization's time (seconds since the epoch)
+    why: str = ""         # the cause: unsynced's root causes, the failed check's words, the files gone, the run
+
+
+def add_command(sub) -> None:
+    status = sub.add_parser("status", help="the grid's and every asset's state, read from the instance "
+                                           "(starts nothing)")
+    status.add_argument("--preset", default=None, help="shipped preset name or TOML file; default $NANOCHAT_PRESET or demo")
+
+
+def run_status(preset_name: str | None) -> int:
+    from nanochat_pipeline.presets import DEFAULT_PRESET, PRESET_ENV, PresetError, load_preset
+
+    name = preset_name or os.environ.get(PRESET_ENV) or DEFAULT_PRESET
+    try:
+        load_preset(name)
+    except PresetError as e:
+        print(f"nanochat_pipeline: error: {e}", file=sys.stderr)
+        return 2
+    os.environ[PRESET_ENV] = name  # the definitions read it, as for `run`
+    import warnings
+
+    import dagster as dg
+
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    from nanochat_pipeline import definitions
+
+    home = instance_home()
+    if not (home / "dagster.yaml").is_file():  # never create an instance just to look at it
+        print(f"instance: none at {home} yet (nothing has run); every asset is missing", flush=True)
+        with dg.DagsterInstance.ephemeral() as instance:
+            print(render(read_status(definitions.defs, definitions.preset, instance)))
+        return 0
+    from nanochat_pipeline.instance_storage import InstanceConfigError, preflight
+
+    try:
+        storage = preflight(home)
+    except InstanceConfigError as e:
+        print(f"nanochat_pipeline: error: {e}", file=sys.stderr)
+        return 2
+    os.environ["DAGSTER_HOME"] = str(home)
+    print(f"instance: {storage}", flush=True)
+    with dg.DagsterInstance.get() as instance:
+        print(render(read_status(definitions.defs, definitions.preset, instance)))
+    return 0
+
+
+def instance_home() -> Path:
+    """DAGSTER_HOME, else where `run` puts it (instance_home.ensure_dagster_home, without creating it)."""
+    from nanochat_core.common import settings
+
+    return Path(os.environ.get("DAGSTER_HOME") or settings.base_dir() / "pipeline" / "dagster_home").expanduser()
+
+
+def declared_cells(preset) -> set[str]:
+    """The cells someone asked for: the preset's depths x budgets and the scaling ladder's cells. The
+    grid's partitions are the product of every depth and budget, so a depth the ladder added for one
+    budget is also a partition of every other budget; those extra cells are marked in the table."""
+    from nanochat_pipeline.ladder_cells import read_ladder_cells
+
+    cells = {f"{d}|{f}" for d in preset.depth_keys for f in preset.flops_keys}
+    return cells | {f"d{c['depth']}|{c['flops']}" for c in read_ladder_cells(preset.root)}
+
+
+@dataclass
+class Status:
+    preset: object
+    data: dict[str, AssetState]          # unpartitioned assets, in the main job's order
+    depths: list[str]
+    budgets: list[str]
+    cells: dict[str, AssetState]         # base_model by partition key
+    declared: set[str]
+    verdict: str
+    chat: list[tuple[str, str, AssetState]]  # (cell, asset, state)
+
+
+def read_status(defs, preset, instance) -> Status:
+    import dagster as dg
+
+    from nanochat_pipeline.assets.scaling import results_csv
+    from nanochat_pipeline.main_job import UNPARTITIONED_ORDER
+    from nanochat_pipeline.run_records import scaling_verdict
+
+    reader = StateReader(defs, preset, instance)
+    grid = reader.graph.get(dg.AssetKey(GRID_ASSET)).partitions_def
+    dims = {d.name: d.partitions_def.get_partition_keys() for d in grid.partitions_defs}
+    data = {asset: reader.state(asset) for asset in (*UNPARTITIONED_ORDER, "scaling_results")}
+    cells = {cell: reader.state(GRID_ASSET, cell) for cell in grid.get_partition_keys()}
+    chat = []
+    for cell in preset.chat_cells:
+        for asset in CHAT_ASSETS:
+            state = reader.state(asset, cell)
+            if asset != "rl_model" or cell in preset.rl_cells or state.state != MISSING:
+                chat.append((cell, asset, state))
+    verdict = scaling_verdict(instance, results_csv(preset).parent / "fit.json")
+    return Status(preset, data, dims["depth"], dims["flops"], cells, declared_cells(preset), verdict, chat)
+
+
+class StateReader:
+    """Each asset's (and cell's) state from one stale-status resolver and two reads of the run list."""
+
+    def __init__(self, defs, preset, instance):
+        from nanochat_pipeline.staleness import stale_resolver
+
+        self.preset, self.instance = preset, instance
+        self.graph = defs.resolve_asset_graph()
+        self.resolver = stale_resolver(self.graph, instance)
+        self.running = self._runs_by_target(in_progress=True)
+        self.ended_badly = self._runs_by_target(in_progress=False)
+
+    def _runs_by_target(self, in_progress: bool) -> dict:
+        """(asset, partition or None) -> the newest run record targeting it: in progress, or failed/cancelled."""
+        import dagster as dg
+
+        statuses = ([dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                     dg.DagsterRunStatus.STARTED] if in_progress else
+                    [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED])
+        found = {}
+        for record in self.instance.get_run_records(dg.RunsFilter(statuses=statuses), limit=RUN_SCAN_LIMIT):
+            run = record.dagster_run
+            for key in run.asset_selection or ():
+                found.setdefault((key.to_user_string(), run.tags.get(PARTITION_TAG)), record)  # newest first
+        return found
+
+    def state(self, asset: str, partition: str | None = None) -> AssetState:
+        import dagster as dg
+        from dagster._core.definitions.data_version import StaleStatus
+
+        from nanochat_pipeline.main_job import artifact_paths
+        from nanochat_pipeline.staleness import failed_blocking_check
+
+        key = dg.AssetKey(asset)
+        records = self.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1).records
+        metadata = dict(records[0].asset_materialization.metadata) if records else {}
+        when = records[0].timestamp if records else None
+        running = self.running.get((asset, partition))
+        if running is not None:
+            return AssetState(RUNNING, metadata, when, f"run {running.dagster_run.run_id[:8]} "
+                                                       f"({running.dagster_run.status.value.lower()})")
+        failed = failed_blocking_check(self.graph, self.instance, key, partition)
+        if failed:
+            return AssetState(CHECK_FAILED, metadata, when, failed)
+        ended = self.ended_badly.get((asset, partition))
+        if ended is not None and (when is None or (ended.end_time or ended.create_timestamp.timestamp()) > when):
+            word = "cancelled" if ended.dagster_run.status == dg.DagsterRunStatus.CANCELED else "failed"
+            return AssetState(word, metadata, when, f"its last run {ended.dagster_run.run_id[:8]} {word}: "
+                                                    f"{run_error(self.instance, ended.dagster_run.run_id)}")
+        status = self.resolver.get_status(key, partition)
+        if status == StaleStatus.MISSING:
+            return AssetState(MISSING, metadata, when)
+        if status == StaleStatus.STALE:
+            causes = self.resolver.get_stale_root_causes(key, partition)
+            why = "; ".join(f"{c.key.asset_key.to_user_string()} {c.reason}" for c in causes)
+            return AssetState(UNSYNCED, metadata, when, why or "an upstream or code version changed")
+        gone = [str(p) for p in artifact_paths(self.preset, asset, partition) if not p.exists()]
+        if gone:
+            return AssetState(GONE, metadata, when, "missing on disk: " + ", ".join(gone))
+        return AssetState(UP_TO_DATE, metadata, when)
+
+
+def run_error(instance, run_id: str) -> str:
+    """The innermost error of a run's failed step, in one line (the log has the rest)."""
+    from dagster._core.events import DagsterEventType
+
+    from nanochat_pipeline.cli.failure_line import failure_line
+
+    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records:
+        error = record.event_log_entry.dagster_event.event_specific_data.error
+        if error is not None:
+            return failure_line(error)
+    return "no step failed (cancelled before a step ran)"
+
+
+def number(metadata: dict, key: str) -> float | None:
+    value = metadata.get(key)
+    value = getattr(value, "value", value)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def cell_text(state: AssetState) -> str:
+    """One grid cell: its val_bpb, with the state beside it unless up to date."""
+    bpb = number(state.metadata, "val_bpb")
+    if state.state == UP_TO_DATE:
+        return f"{bpb:.4f}" if bpb is not None else "done"
+    if state.state == UNSYNCED and bpb is not None:
+        return f"{bpb:.4f} unsynced"
+    return state.state
+
+
+def when_text(when: float | None) -> str:
+    return datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M") if when is not None else ""
+
+
+def render(status: Status) -> str:
+    from io import StringIO
+
+    from rich.box import SIMPLE_HEAD
+    from rich.console import Console
+    from rich.table import Table
+
+    from nanochat_pipeline.terminal import key_metric
+
+    out = StringIO()
+    console = Console(file=out, width=120, force_terminal=False, no_color=True, highlight=False)
+    p = status.preset
+    console.print(f"preset {p.name} ({p.path}); artifacts under {p.root}")
+
+    def table(*columns):
+        t = Table(box=SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for column in columns:
+            t.add_column(column, overflow="fold")
+        return t
+
+    data = table("asset", "state", "key number", "materialized")
+    for asset, s in status.data.items():
+        if asset != "scaling_results":
+            data.add_row(asset, s.state, key_metric(asset, s.metadata), when_text(s.when))
+    console.print("\ndata")
+    console.print(data)
+
+    counts: dict[str, int] = {}
+    for s in status.cells.values():
+        counts[s.state] = counts.get(s.state, 0) + 1
+    console.print(f"\nbase_model: val_bpb per cell, depth x FLOP budget ({len(status.cells)} cells: "
+                  + ", ".join(f"{n} {word}" for word, n in counts.items()) + ")")
+    grid = table("depth", *status.budgets)
+    undeclared = False
+    for depth in status.depths:
+        row = []
+        for budget in status.budgets:
+            cell = f"{depth}|{budget}"
+            mark = "" if cell in status.declared else " *"
+            undeclared |= bool(mark)
+            row.append(cell_text(status.cells[cell]) + mark)
+        grid.add_row(depth, *row)
+    console.print(grid)
+    if undeclared:
+        console.print("  * in the grid (another cell's depth or budget) but declared by neither the preset nor the ladder")
+    for cell, s in status.cells.items():
+        if s.why and s.state != UP_TO_DATE:
+            console.print(f"  {cell} {s.state}: {s.why}")
+
+    scaling = status.data["scaling_results"]
+    console.print(f"\nscaling_results: {scaling.state}" + (f" ({scaling.why})" if scaling.why else "")
+                  + (f", {when_text(scaling.when)}" if scaling.when else ""))
+    console.print(f"scaling: {status.verdict}")
+
+    if status.chat:
+        chat = table("cell", "asset", "state", "key numbers", "materialized")
+        for cell, asset, s in status.chat:
+            chat.add_row(cell, asset, s.state, key_metric(asset, s.metadata) if s.metadata else "", when_text(s.when))
+        console.print("\nchat cells")
+        console.print(chat)
+    others = [(name, s) for name, s in status.data.items() if s.why and s.state != UP_TO_DATE]
+    others += [(f"{asset}[{cell}]", s) for cell, asset, s in status.chat if s.why and s.state != UP_TO_DATE]
+    for name, s in others:
+        console.print(f"  {name} {s.state}: {s.why}")
+    return out.getvalue().rstrip()
