@@ -17,6 +17,7 @@ import numpy as np
 HUBER_DELTA = 1e-3
 MIN_ROWS = 6          # five parameters need more rows than that
 MIN_BUDGETS = 2       # with one budget, N and D move together and alpha, beta are not separable
+MIN_SIZES = 3         # with two model sizes, E + A/N^alpha takes two values: A, alpha and E are not separable
 EXPONENT_BOUNDS = (0.0, 3.0)
 BOUNDS = [(-5.0, 5.0), (-20.0, 60.0), (-20.0, 60.0), EXPONENT_BOUNDS, EXPONENT_BOUNDS]  # e, a, b, alpha, beta
 START_GRID = ([-1.0, 0.0, 1.0], [0.0, 5.0, 10.0, 15.0, 20.0, 25.0], [0.0, 5.0, 10.0, 15.0, 20.0, 25.0],
@@ -32,6 +33,9 @@ class Approach3Fit:
     reason: str | None = None                        # why nothing (or no interval) could be estimated
     bootstrap_requested: int = 0
     bootstrap_usable: int = 0
+    theta: np.ndarray | None = None                  # (e, a, b, alpha, beta) of the point fit (not in fit.json)
+    draws: np.ndarray | None = None                  # (S, 5): the usable bootstrap refits
+    residuals: np.ndarray | None = None              # log L - log L_hat of the fitted rows
 
     def to_json(self) -> dict:
         return {k: {"value": self.values.get(k), "ci": list(self.cis.get(k, (None, None)))} for k in KEYS}
@@ -89,6 +93,14 @@ def _at_bound(theta: np.ndarray) -> np.ndarray:
     return (theta[..., 3:] < lo + 1e-3).any(axis=-1) | (theta[..., 3:] > hi - 1e-3).any(axis=-1)
 
 
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched solve; a singular system (the rows leave a direction flat) takes the least-norm step."""
+    try:
+        return np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(a) @ b
+
+
 def _refit_batch(theta0: np.ndarray, log_n, log_d, log_l: np.ndarray, iterations: int = 100):
     """Refit every row of log_l (S, rows) from theta0 (5,) or (S, 5) at once: Levenberg-Marquardt on the
     Huber loss through iteratively reweighted least squares (weight 1 inside delta, delta/|r| outside).
@@ -109,8 +121,11 @@ def _refit_batch(theta0: np.ndarray, log_n, log_d, log_l: np.ndarray, iterations
         wj = jac * weight[..., None]
         hess = wj.transpose(0, 2, 1) @ jac
         grad = (wj * r[..., None]).sum(axis=1)
-        diag = np.einsum("sii->si", hess) + 1e-12
-        step = np.linalg.solve(hess + (lam[:, None] * diag)[..., None] * np.eye(5), -grad[..., None])[..., 0]
+        diag = np.einsum("sii->si", hess)
+        # A parameter the rows barely move (a term whose weight vanished) gets a floor relative to the
+        # others, so the damped system stays solvable.
+        diag = np.maximum(diag, 1e-9 * diag.max(axis=-1, keepdims=True)) + 1e-12
+        step = _solve(hess + (lam[:, None] * diag)[..., None] * np.eye(5), -grad[..., None])[..., 0]
         trial = np.clip(t + step, lo, hi)
         new = _huber(_log_pred(trial, log_n, log_d)[0] - target).sum(axis=-1)
         better = new <= current
@@ -142,21 +157,25 @@ def fit_approach3(n: np.ndarray, d: np.ndarray, loss: np.ndarray, budgets: np.nd
     if len(loss) < MIN_ROWS or len(np.unique(budgets)) < MIN_BUDGETS:
         return Approach3Fit(empty, reason=f"{len(loss)} rows over {len(np.unique(budgets))} budget(s): the "
                                           f"parametric law needs >= {MIN_ROWS} rows over >= {MIN_BUDGETS} budgets")
+    if len(np.unique(n)) < MIN_SIZES:
+        return Approach3Fit(empty, reason=f"{len(np.unique(n))} model size(s): the parametric law needs >= "
+                                          f"{MIN_SIZES} sizes to separate A/N^alpha from E (add depths)")
     log_n, log_d, log_l = np.log(n), np.log(d), np.log(loss)
     theta = _fit_point(log_n, log_d, log_l)
     if _at_bound(theta):
         return Approach3Fit(empty, reason=f"the fit ran to an exponent bound (alpha={theta[3]:.3g}, beta={theta[4]:.3g} "
                                           f"of {EXPONENT_BOUNDS}): the rows do not pin the law down")
     log_c_mid = float(np.log10(np.unique(budgets)).mean())  # geometric mean of the budgets
-    result = Approach3Fit({k: float(v) for k, v in _derived(theta, log_c_mid).items()}, bootstrap_requested=bootstrap)
-    if bootstrap <= 0:
-        return result
     fitted, _ = _log_pred(theta, log_n, log_d)
     residuals = log_l - fitted
+    result = Approach3Fit({k: float(v) for k, v in _derived(theta, log_c_mid).items()}, bootstrap_requested=bootstrap,
+                          theta=theta, residuals=residuals)
+    if bootstrap <= 0:
+        return result
     boot_l = fitted + rng.choice(residuals, size=(bootstrap, len(residuals)), replace=True)
     boot, converged = _refit_batch(theta, log_n, log_d, boot_l)
     usable = boot[converged & ~_at_bound(boot)]
-    result.bootstrap_usable = len(usable)
+    result.bootstrap_usable, result.draws = len(usable), usable
     draws = _derived(usable.T, log_c_mid)
     for k in KEYS:
         ci = ci_of(np.asarray(draws[k], dtype=float)) if len(usable) >= min_usable else None

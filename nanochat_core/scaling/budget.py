@@ -106,14 +106,23 @@ def resampled_optima(fit: BudgetFit, sigma: float, samples: int, rng: np.random.
     measured sizes, refitted. Returns log10 N_opt and log10 D_opt per resample, NaN where the resample
     has no minimum inside the measured sizes (it would need extrapolation: not usable).
     Unlike resampling the points, this stays valid with three sizes per budget."""
+    log_n, log_d, _ = resampled_minima(fit, sigma, samples, rng)
+    return log_n, log_d
+
+
+def resampled_minima(fit: BudgetFit, sigma: float, samples: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """resampled_optima and each resample's minimum val_bpb (NaN where not usable)."""
     x = fit.log_n - fit.log_n.mean()  # centring keeps the design well conditioned
     design = np.stack([x ** 2, x, np.ones_like(x)], axis=1)
     y = fit.fitted() + rng.normal(0.0, sigma, size=(samples, len(x)))
     coeffs = y @ np.linalg.pinv(design).T  # (S, 3): least squares for every resample at once
-    c2, c1 = coeffs[:, 0], coeffs[:, 1]
+    c2, c1, c0 = coeffs[:, 0], coeffs[:, 1], coeffs[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        x_opt = np.where(c2 > 0, -c1 / (2 * c2), np.nan) + fit.log_n.mean()
+        x_rel = np.where(c2 > 0, -c1 / (2 * c2), np.nan)
+        minimum = c0 - c1 * c1 / (4 * c2)
+    x_opt = x_rel + fit.log_n.mean()
     xs, ys = token_curve(fit.log_n, fit.log_d)
     inside = (x_opt > xs[0]) & (x_opt < xs[-1])
     x_opt = np.where(inside, x_opt, np.nan)
-    return x_opt, np.interp(x_opt, xs, ys)
+    return x_opt, np.interp(x_opt, xs, ys), np.where(inside, minimum, np.nan)

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nanochat_core.scaling.approach3 import Approach3Fit, fit_approach3
+from nanochat_core.scaling.backtest import empty_backtest, run_backtest
 from nanochat_core.scaling.budget import MIN_POINTS, BudgetFit, fit_budget, resampled_optima
+from nanochat_core.scaling.plan import plan_for
 from nanochat_core.scaling.plausibility import plausibility_problems
 from nanochat_core.scaling.proposals import NEXT_BUDGET_STEP, ProposedCell, propose_cells
 from nanochat_core.scaling.results_csv import effective_params
@@ -70,6 +72,8 @@ class ScalingFit:
     bootstrap_usable: int = 0
     interval_note: str | None = None          # why Approach 2 has no intervals
     warnings: list[str] = field(default_factory=list)
+    backtest: dict | None = None              # backtest.py: the law on the other budgets vs a held-out one
+    plan: list[dict] = field(default_factory=list)  # plan.py: one entry per target budget
 
     @property
     def credible(self) -> bool:
@@ -98,6 +102,8 @@ class ScalingFit:
                                         "usable": a3.bootstrap_usable if a3 else 0, "note": a3.reason if a3 else None}},
             "model_family": self.family.to_json() if self.family else None,
             "warnings": self.warnings,
+            "backtest": self.backtest,
+            "plan": self.plan,
         }
 
 
@@ -219,9 +225,12 @@ def _disagreement(fit: ScalingFit) -> list[str]:
 
 
 def analyze(rows: list[dict], next_budget: float | None = None, bootstrap: int = 1000, seed: int = 0,
-            family: ModelFamily | None = None, target_budgets: int = MIN_BUDGETS) -> ScalingFit:
+            family: ModelFamily | None = None, target_budgets: int = MIN_BUDGETS, backtest: bool = True,
+            backtest_budget: float | None = None, target_flops: list[float] | None = None) -> ScalingFit:
     """Fit rows (as read_scaling_csv returns them). `family` states the shape of rows that recorded
-    none (nanochat's own CSVs); rows recording different families raise ModelFamilyError."""
+    none (nanochat's own CSVs); rows recording different families raise ModelFamilyError.
+    backtest: hold out `backtest_budget` (default the largest; BacktestBudgetError when the rows do
+    not have it) and predict it from the rest. The plan covers the next budget and every target_flops."""
     notes: list[str] = []
     family, family_note = sweep_family(rows, family)
     if family_note and family is None and rows:
@@ -252,4 +261,9 @@ def analyze(rows: list[dict], next_budget: float | None = None, bootstrap: int =
         notes += _disagreement(fit)
     if not usable:
         fit.problems.append("no usable row")
+    fit.backtest = (run_backtest(usable, fit.budgets, backtest_budget, bootstrap, rng, interval, MIN_USABLE)
+                    if backtest else empty_backtest("not asked for (--backtest-budget none)"))
+    targets = [float(next_budget) if next_budget else largest * NEXT_BUDGET_STEP] if usable else []
+    targets += [float(t) for t in target_flops or [] if float(t) not in targets]
+    fit.plan = [plan_for(t, fit.approach3, family, usable, rng) for t in targets]
     return fit

@@ -2,7 +2,7 @@
 
 Left: val_bpb vs N per budget. A bracketed budget shows its points, its parabola over its measured
 sizes only, and its optimum; an unbracketed one shows its points (hollow) with the reason in the
-legend. Right: N_opt and D_opt vs C with the power laws over the bracketed budgets' range, or
+legend. The backtest's held-out cells get their predictions (red crosses, 95% prediction intervals). Right: N_opt and D_opt vs C with the power laws over the bracketed budgets' range, or
 nothing but the reason when there is no law. Agg backend: no display needed (CI, servers).
 """
 from __future__ import annotations
@@ -27,12 +27,29 @@ def _draw_budgets(ax, fit: ScalingFit, colors: dict) -> None:
         else:
             ax.scatter(n, b.val_bpb, facecolors="none", edgecolors=color,
                        label=textwrap.fill(f"C={b.flops_budget:.3g} not used: {b.reason}", 60))
+    _draw_backtest(ax, fit.backtest)
     ax.set_xscale("log")
     ax.set_xlabel("effective params N (transformer + lm_head)")
     ax.set_ylabel("val bpb")
     ax.set_title("IsoFLOP curves (stars: bracketed optima)")
     if fit.budgets:
         ax.legend(fontsize=7)
+
+
+def _draw_backtest(ax, backtest: dict | None) -> None:
+    """The held-out budget's cells as the law on the other budgets predicted them (95% prediction
+    intervals), beside their measured points drawn above."""
+    cells = (backtest or {}).get("cells") or []
+    if not cells:
+        return
+    n = np.array([c["params"] for c in cells]) * 1.03  # nudged right so the measured point stays visible
+    pred = np.array([c["predicted_bpb"] for c in cells])
+    err = None
+    if all(c["interval"] for c in cells):
+        err = np.array([[p - c["interval"][0], c["interval"][1] - p] for c, p in zip(cells, pred)]).T
+    label = (f"backtest: C={backtest['held_out_budget']:.3g} predicted from the other budgets "
+             f"({backtest['mean_abs_pct_error']:.1f}% mean error)")
+    ax.errorbar(n, pred, yerr=err, fmt="x", color="crimson", capsize=3, label=textwrap.fill(label, 60), zorder=4)
 
 
 def _draw_law(ax, fit: ScalingFit) -> None:
