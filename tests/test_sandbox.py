@@ -58,9 +58,10 @@ def test_early_sys_exit_is_not_a_pass():
 
 
 def test_infinite_loop_times_out_and_leaves_no_process():
-    result = run_untrusted("import os\nprint(os.getpid(), flush=True)\nwhile True:\n    pass\n", timeout_s=1.0)
+    # 2 s: time for the interpreter to start and print its pid even on a busy machine
+    result = run_untrusted("import os\nprint(os.getpid(), flush=True)\nwhile True:\n    pass\n", timeout_s=2.0)
     assert result.status == "timeout"
-    assert 1.0 <= result.elapsed_s < 2.0
+    assert 2.0 <= result.elapsed_s < 10.0  # stopped at the limit (plus the machine's latency), not left running
     pid = int(result.stdout.split()[0])
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
@@ -117,8 +118,8 @@ def test_the_guard_cannot_be_switched_off_from_the_program(open_folder):
 
 def test_fork_and_fork_bomb_are_refused():
     assert run_untrusted("import os\nos.fork()\n").status == "blocked"
-    bomb = run_untrusted("import os\nwhile True:\n    os.fork()\n")
-    assert bomb.status == "blocked" and bomb.elapsed_s < 2.0
+    bomb = run_untrusted("import os\nwhile True:\n    os.fork()\n", timeout_s=30.0)
+    assert bomb.status == "blocked" and bomb.elapsed_s < 15.0  # refused at the first fork, long before the limit
     assert run_untrusted("import subprocess\nsubprocess.run(['true'])\n").status == "blocked"
 
 
@@ -131,8 +132,8 @@ def test_kernel_allows_no_new_task_even_where_the_hook_is_not_asked():
 
 
 def test_reading_stdin_gets_eof_at_once():
-    result = run_untrusted("import sys\nprint(repr(sys.stdin.read()))\n")
-    assert result.passed and result.stdout == "''\n" and result.elapsed_s < 2.0
+    result = run_untrusted("import sys\nprint(repr(sys.stdin.read()))\n", timeout_s=30.0)
+    assert result.passed and result.stdout == "''\n" and result.elapsed_s < 15.0  # EOF at once, no wait to the limit
     result = run_untrusted("input()\n")
     assert result.status == "failed" and "EOFError" in result.stderr
 
