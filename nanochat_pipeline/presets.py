@@ -23,9 +23,25 @@ PRESET_ENV = "NANOCHAT_PRESET"
 CORPUS_KEYS = {"source", "max_bytes", "chars_per_shard", "row_group_size", "num_files", "input", "text_field", "seed"}
 TOKENIZER_KEYS = {"vocab_size", "max_chars", "doc_cap"}
 SYNTHETIC_KEYS = {"num", "seed", "backend", "model", "base_url", "workers"}
-# offline: never reach for the eval bundle or the Hub (the demo); task_data: a folder of release files
-# (default <preset root>/task_data); chat_cells: the grid cells the main job fine-tunes and evaluates.
+# offline: true never reaches for the eval bundle or the Hub, false always does, "auto" (the default)
+# probes both first (5 s at most); task_data: a folder of release files (default <preset root>/task_data);
+# core_max_per_task: CORE examples per task (-1 = all); chat_cells: the grid cells the main job
+# fine-tunes and evaluates.
 EVALUATION_KEYS = {"offline", "task_data", "core_max_per_task", "chat_tasks", "chat_max_problems", "chat_cells"}
+OFFLINE_CHOICES = (True, False, "auto")
+
+
+def check_evaluation(path: Path, evaluation: dict) -> None:
+    """[evaluation] values of the right kind, refused by key name otherwise."""
+    offline = evaluation.get("offline", "auto")
+    if not any(offline is c or offline == c and type(offline) is type(c) for c in OFFLINE_CHOICES):
+        raise PresetError(f"{path} [evaluation] offline: {offline!r} is none of true, false, \"auto\"")
+    for key in ("core_max_per_task", "chat_max_problems"):
+        value = evaluation.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value == 0 or value < -1):
+            raise PresetError(f"{path} [evaluation] {key}: {value!r} is not a positive integer (or -1 = all)")
+
+
 # Flags the pipeline sets itself from the grid cell; a preset may not override them.
 CELL_FLAGS = {"depth", "target_flops", "model_tag", "resume_from_step"}
 TOP_KEYS = {"name", "depths", "flops", "schedule_cron", "corpus", "tokenizer", "synthetic", "train", "sft", "evaluation",
@@ -131,6 +147,7 @@ def load_preset(name_or_path: str) -> Preset:
     if not name.replace("-", "").replace("_", "").isalnum():
         raise PresetError(f"{path}: name {name!r} must be letters, digits, '-' or '_' (it names a folder)")
     evaluation = data.get("evaluation", {})
+    check_evaluation(path, evaluation)
     depth_keys, flops_keys = [f"d{d}" for d in depths], [_flops_key(path, f) for f in flops]
     try:
         ladder = ladder_bounds(str(path), data.get("ladder", {}), depths, [float(f) for f in flops_keys])

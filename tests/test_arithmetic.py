@@ -7,7 +7,8 @@ import pytest
 
 from nanochat_core.chat.calculator import use_calculator
 from nanochat_core.tasks.arithmetic import Arithmetic, is_test_question
-from nanochat_core.tasks.gsm8k import ANNOTATION, GSM8K
+from nanochat_core.tasks.gsm8k import GSM8K
+from nanochat_core.tasks.worked_answer import ANNOTATION
 from nanochat_core.tokenizer.chat_render import render_conversation
 from train_fixtures import write_tokenizer
 
@@ -65,7 +66,7 @@ def test_bad_arguments_are_refused_clearly():
 def test_sft_mixture_takes_the_arithmetic_rows_only_when_asked(tmp_path, monkeypatch):
     from nanochat_core.tasks import task_data
     from nanochat_core.train.sft_mixture import build_sft_data
-    from sft_fixtures import write_conversations
+    from helpers import write_conversations
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(task_data, "_unreachable", None)
@@ -80,3 +81,23 @@ def test_sft_mixture_takes_the_arithmetic_rows_only_when_asked(tmp_path, monkeyp
     tool_calls = [p for i in range(50) for m in data.train[i]["messages"] if isinstance(m["content"], list)
                   for p in m["content"] if p["type"] == "python"]
     assert tool_calls  # the rows keep their calculator calls
+
+
+def test_chat_eval_arithmetic_is_the_test_split_that_training_never_sees():
+    from nanochat_core.tasks.registry import BASELINES, load_eval_task
+
+    evaluated = load_eval_task("Arithmetic")
+    assert isinstance(evaluated, Arithmetic) and evaluated.split == "test" and len(evaluated) == 500
+    # everything SFT's mixture and RL train on comes from the train split (seed 0, all 5000 problems)
+    trained = Arithmetic("train")
+    assert not {q for q, _ in evaluated.items} & {q for q, _ in trained.items}
+    assert BASELINES["Arithmetic"] == 0.0  # generative: no chance score to center on
+
+
+def test_a_plain_string_reference_is_graded_like_a_worked_one():
+    task = Arithmetic("test", size=3)
+    question, answer = task.items[0]
+    final = answer.rsplit("#### ", 1)[1]
+    plain = {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+    assert task.evaluate(plain, f"#### {final}") and task.evaluate(task[0], f"#### {final}")
+    assert not task.evaluate(plain, f"#### {int(final) + 1}")

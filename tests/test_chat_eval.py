@@ -28,7 +28,7 @@ from nanochat_core.model.gpt import GPT, GPTConfig
 from nanochat_core.tasks.arc import ARC
 from nanochat_core.tasks.gsm8k import GSM8K
 from nanochat_core.tasks import task_data
-from nanochat_core.tasks.registry import EVAL_TASKS
+from nanochat_core.tasks.registry import CHATCORE_TASKS
 from nanochat_core.tokenizer.bpe import Tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -192,9 +192,10 @@ def test_letter_that_is_not_one_token_is_a_clear_error():
 
 
 def test_unknown_task_names_list_the_valid_ones():
-    assert parse_task_names(None) == list(EVAL_TASKS)
+    assert parse_task_names(None) == list(CHATCORE_TASKS) == ["ARC-Easy", "ARC-Challenge", "MMLU", "GSM8K", "HumanEval"]
     assert parse_task_names("GSM8K|ARC-Easy|GSM8K") == ["GSM8K", "ARC-Easy"]
-    with pytest.raises(ValueError, match=r"'GSM8k'.*valid names: ARC-Easy, ARC-Challenge, MMLU, GSM8K, HumanEval"):
+    assert parse_task_names("Arithmetic") == ["Arithmetic"]  # asked for by name, never by default
+    with pytest.raises(ValueError, match=r"'GSM8k'.*valid names: ARC-Easy, ARC-Challenge, MMLU, GSM8K, HumanEval, Arithmetic"):
         parse_task_names("ARC-Easy|GSM8k")
 
 
@@ -313,8 +314,12 @@ def test_cli_end_to_end_on_a_tiny_checkpoint(tmp_base_dir, tmp_path):
     gsm_correct = sum(GSM8K_ROWS[i][1].endswith("#### 42") for i in order)
     arc_order = problem_indices(len(ARC_ROWS), 4)
     arc_correct = sum(ARC_ROWS[i][1] in ("A", "1") for i in arc_order)  # this model's letter is the tie-break A
-    assert f"ARC-Easy: accuracy {arc_correct / 4:.4f} ({arc_correct}/4)" in proc.stdout
-    assert f"GSM8K: accuracy {gsm_correct / 3:.4f} ({gsm_correct}/3)" in proc.stdout
+    def line(name, correct, n):  # the accuracy and its binomial standard error, computed here independently
+        p = correct / n
+        return f"{name}: accuracy {p:.4f} +- {(p * (1 - p) / n) ** 0.5:.4f} ({correct}/{n})"
+
+    assert line("ARC-Easy", arc_correct, 4) in proc.stdout
+    assert line("GSM8K", gsm_correct, 3) in proc.stdout
     assert "ChatCORE: n/a (partial: 2 of 5 tasks ran; not run: ARC-Challenge, MMLU, HumanEval)" in proc.stdout
     saved = json.loads((tmp_base_dir / "chat_eval" / "sft_d2_000005.json").read_text())
     assert saved["tasks"]["ARC-Easy"]["num_problems"] == 4 and saved["tasks"]["GSM8K"]["num_problems"] == 3

@@ -11,7 +11,8 @@ import pytest
 from fake_hub import serving
 from nanochat_core.tasks import task_data
 from nanochat_core.tasks.arc import ARC
-from nanochat_core.tasks.gsm8k import GSM8K, extract_answer
+from nanochat_core.tasks.gsm8k import GSM8K
+from nanochat_core.tasks.worked_answer import extract_answer
 from nanochat_core.tasks.mixture import TaskMixture
 from nanochat_core.tasks.mmlu import MMLU
 from nanochat_core.tasks.rows import TaskFileError

@@ -1,6 +1,7 @@
 """`python -m nanochat_core.cli.chat_eval`: evaluate a chat model on the chat tasks (nanochat's scripts/chat_eval.py).
 
-Prints each task's accuracy and ChatCORE (the mean centered accuracy, only when all five tasks ran),
+Prints each task's accuracy with its standard error and ChatCORE (the mean centered accuracy of
+nanochat's five tasks, only when all five ran; `-a Arithmetic` is our generated test split, no data needed),
 writes $NANOCHAT_BASE_DIR/chat_eval/<source>_<tag>_<step:06d>.json and .csv (rewritten after every
 task, so a stopped run keeps the tasks that finished), and, when all five tasks were asked for, adds
 chatcore to the checkpoint's meta json.
@@ -21,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_checkpoint_args(p, "which checkpoints to evaluate")
     p.add_argument("-a", "--task-name", type=str, default=None,
-                   help="tasks separated by '|' (ARC-Easy|ARC-Challenge|MMLU|GSM8K|HumanEval); None = all five")
+                   help="tasks separated by '|' (ARC-Easy|ARC-Challenge|MMLU|GSM8K|HumanEval|Arithmetic); "
+                        "None = nanochat's five (all but Arithmetic)")
     p.add_argument("-t", "--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
     p.add_argument("-m", "--max-new-tokens", type=int, default=512, help="tokens generated per sample")
     p.add_argument("-n", "--num-samples", type=int, default=1, help="samples per generative problem (pass@n)")
@@ -36,14 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def write_outputs(result: dict, source: str, tag: str, step: int, root: Path, task_names: list[str]) -> None:
-    """The results files, and chatcore in the checkpoint's meta when all five tasks were asked for (rank 0 only)."""
+    """The results files, and chatcore in the checkpoint's meta when nanochat's five were asked for (rank 0 only)."""
     from nanochat_core.evaluation.chat_eval import write_chat_results
-    from nanochat_core.tasks.registry import EVAL_TASKS
+    from nanochat_core.tasks.registry import CHATCORE_TASKS
     from nanochat_core.model.checkpoint import meta_path, update_meta
 
     json_path = write_chat_results(result, settings.chat_eval_dir(), source, tag, step)
     print(f"Wrote {json_path} and {json_path.with_suffix('.csv')}", flush=True)
-    if set(task_names) == set(EVAL_TASKS):
+    if set(CHATCORE_TASKS) <= set(task_names):
         update_meta(meta_path(root / tag, step), chatcore=result["chatcore"], chatcore_partial=result["partial"])
         print(f"Recorded chatcore in {meta_path(root / tag, step)}", flush=True)
 

@@ -1,9 +1,11 @@
 """Chat evaluation of a chat model (nanochat's scripts/chat_eval.py), and its results files.
 
-Tasks: ARC-Easy, ARC-Challenge, MMLU (categorical), GSM8K, HumanEval (generative). Each task's
-accuracy is centered on its random-guess baseline (tasks.registry.BASELINES) and ChatCORE is the
-mean of the centered accuracies, given only when all five tasks ran: a mean over fewer tasks is not
-comparable with nanochat's number, so such a result says partial and has no ChatCORE.
+Tasks: ARC-Easy, ARC-Challenge, MMLU (categorical), GSM8K, HumanEval (generative), nanochat's five,
+and Arithmetic (generative, our generated test split: no data to fetch). Each task's accuracy is
+centered on its random-guess baseline (tasks.registry.BASELINES) and carries its standard error
+(sqrt(p(1-p)/n) over the n problems, each solved or not); ChatCORE is the mean of the five's
+centered accuracies, given only when all five ran: a mean over fewer tasks is not comparable with
+nanochat's number, so such a result says partial and has no ChatCORE. Arithmetic never enters it.
 A task whose data is neither on disk nor downloadable (TaskDataMissing) is skipped with the reason;
 a data file in the wrong format stops the evaluation with the file and line (TaskFileError).
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from pathlib import Path
 
@@ -28,7 +31,7 @@ import numpy as np
 from nanochat_core.common.atomic import write_json_atomic, write_text_atomic
 from nanochat_core.evaluation.chat_categorical import run_categorical
 from nanochat_core.evaluation.chat_generative import run_generative
-from nanochat_core.tasks.registry import BASELINES, EVAL_TASKS, load_eval_task
+from nanochat_core.tasks.registry import BASELINES, CHATCORE_TASKS, EVAL_TASKS, load_eval_task
 from nanochat_core.tasks.task_data import TaskDataMissing
 from nanochat_core.common.collectives import any_rank, failing_together, rank_and_world, sum_over_ranks
 
@@ -38,9 +41,9 @@ SUMMED_COUNTS = ("num_problems", "num_correct", "samples_passed", "cropped_promp
 
 
 def parse_task_names(text: str | None) -> list[str]:
-    """`ARC-Easy|GSM8K` -> ["ARC-Easy", "GSM8K"]; None or empty = all five; unknown names are an error."""
+    """`ARC-Easy|GSM8K` -> ["ARC-Easy", "GSM8K"]; None or empty = nanochat's five; unknown names are an error."""
     if not text:
-        return list(EVAL_TASKS)
+        return list(CHATCORE_TASKS)
     names = [n.strip() for n in text.split("|") if n.strip()]
     unknown = [n for n in names if n not in EVAL_TASKS]
     if unknown or not names:
@@ -56,10 +59,15 @@ def problem_indices(n: int, max_problems: int | None) -> list[int]:
 
 def chatcore_of(tasks: dict, skipped: dict) -> tuple[float | None, bool]:
     """(ChatCORE or None, partial): the mean centered accuracy only when all five tasks ran."""
-    partial = bool(skipped) or any(name not in tasks for name in EVAL_TASKS)
+    partial = any(name in skipped or name not in tasks for name in CHATCORE_TASKS)
     if partial:
         return None, True
-    return sum(tasks[name]["centered"] for name in EVAL_TASKS) / len(EVAL_TASKS), False
+    return sum(tasks[name]["centered"] for name in CHATCORE_TASKS) / len(CHATCORE_TASKS), False
+
+
+def standard_error(accuracy: float, n: int) -> float:
+    """The standard error of a rate of n independent solved-or-not problems: sqrt(p(1-p)/n)."""
+    return math.sqrt(accuracy * (1 - accuracy) / n)
 
 
 class Progress:
@@ -100,7 +108,8 @@ def evaluate_task(model, tokenizer, device, name: str, task, max_problems: int |
     counts |= dict(zip(summed, sum_over_ranks([counts[k] for k in summed], device)))
     accuracy = counts["num_correct"] / counts["num_problems"]
     baseline = BASELINES[name]
-    return {"accuracy": accuracy, "centered": (accuracy - baseline) / (1 - baseline), **counts,
+    return {"accuracy": accuracy, "stderr": standard_error(accuracy, counts["num_problems"]),
+            "centered": (accuracy - baseline) / (1 - baseline), **counts,
             "eval_type": task.eval_type, "baseline": baseline, "seconds": round(time.time() - t0, 3)}
 
 
@@ -169,7 +178,7 @@ def evaluate_chat(model, tokenizer, device, task_names, task_data=None, max_prob
 
 
 def format_task_line(name: str, t: dict) -> str:
-    line = (f"{name}: accuracy {t['accuracy']:.4f} ({t['num_correct']}/{t['num_problems']}) | "
+    line = (f"{name}: accuracy {t['accuracy']:.4f} +- {t['stderr']:.4f} ({t['num_correct']}/{t['num_problems']}) | "
             f"centered {t['centered']:.4f} | {t['seconds']:.1f}s")
     if t.get("cropped_prompts"):
         line += f" | {t['cropped_prompts']} prompt(s) cropped to the context"
@@ -180,9 +189,11 @@ def format_chatcore(result: dict) -> str:
     """`ChatCORE: 0.1234`, or `ChatCORE: n/a (partial: ...)` naming what did not run."""
     if result["chatcore"] is not None:
         return f"ChatCORE: {result['chatcore']:.4f}"
-    missing = [n for n in EVAL_TASKS if n not in result["tasks"] and n not in result["skipped"]]
-    notes = [f"{n} skipped" for n in result["skipped"]] + ([f"not run: {', '.join(missing)}"] if missing else [])
-    return f"ChatCORE: n/a (partial: {len(result['tasks'])} of {len(EVAL_TASKS)} tasks ran; {'; '.join(notes)})"
+    missing = [n for n in CHATCORE_TASKS if n not in result["tasks"] and n not in result["skipped"]]
+    ran = sum(n in result["tasks"] for n in CHATCORE_TASKS)
+    notes = [f"{n} skipped" for n in result["skipped"] if n in CHATCORE_TASKS] + \
+        ([f"not run: {', '.join(missing)}"] if missing else [])
+    return f"ChatCORE: n/a (partial: {ran} of {len(CHATCORE_TASKS)} tasks ran; {'; '.join(notes)})"
 
 
 def write_chat_results(result: dict, out_dir, source: str, model_tag: str, step: int) -> Path:

@@ -8,14 +8,14 @@ task ran; the per-task numbers are returned either way.
 from __future__ import annotations
 
 from nanochat_core.evaluation.chat_eval import evaluate_chat
-from nanochat_core.tasks.registry import EVAL_TASKS
+from nanochat_core.tasks.registry import CHATCORE_TASKS
 
 
 def chatcore(model, tokenizer, device, task_data=None, max_cat: int = -1, max_sample: int = 24, batch_size: int = 8,
              log=print, context: int | None = None) -> dict:
     """{"chatcore": float | None, "partial": bool, "tasks": {...}, "skipped": {name: reason}}."""
     caps = {"categorical": None if max_cat < 0 else max_cat, "generative": None if max_sample < 0 else max_sample}
-    result = evaluate_chat(model, tokenizer, device, list(EVAL_TASKS), task_data=task_data, batch_size=batch_size,
+    result = evaluate_chat(model, tokenizer, device, list(CHATCORE_TASKS), task_data=task_data, batch_size=batch_size,
                            log=log, max_problems_by_type=caps, context=context)
     return {"chatcore": result["chatcore"], "partial": result["partial"], "tasks": result["tasks"],
             "skipped": result["skipped"]}

@@ -116,3 +116,21 @@ def bundle_provenance(bundle_dir: Path) -> dict | None:
     """The recorded url/sha256 of the zip this bundle came from, when we downloaded it."""
     record = bundle_dir.parent / f"{bundle_dir.name}.zip.json"
     return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+
+
+BUNDLE_DIR_ENV = "NANOCHAT_EVAL_BUNDLE_DIR"  # an unpacked bundle already on disk: used as is, before any download
+
+
+def bundle_contents(bundle_dir: Path) -> dict:
+    """What an unpacked bundle holds: its core.yaml tasks present and missing (by label, with the
+    file each needs), and the content hash of every file CORE reads (core.yaml,
+    eval_meta_data.csv, the present tasks' data), which names the bundle wherever it lies."""
+    from nanochat_core.common.file_hash import files_sha256
+    from nanochat_core.evaluation.core_tasks import load_tasks
+
+    specs = load_tasks(bundle_dir)
+    present = [s for s in specs if s.data_path.is_file()]
+    missing = {s.label: str(s.data_path.relative_to(bundle_dir)) for s in specs if not s.data_path.is_file()}
+    files = [bundle_dir / CONFIG_NAME, bundle_dir / "eval_meta_data.csv"] + sorted({s.data_path for s in present})
+    return {"tasks": len(specs), "present": [s.label for s in present], "missing": missing,
+            "partial": bool(missing), "sha256": files_sha256(files)}

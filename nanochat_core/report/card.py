@@ -2,9 +2,10 @@
 
     report/<tag>/report.md, report/<tag>/report.json   (under $NANOCHAT_BASE_DIR, or `root`)
 
-Sections: environment header, tokenizer, base training, base evaluation (CORE), SFT, chat
-evaluation, RL and the RL model's chat evaluation (only for a model that had RL), a summary table and
-wall time. The JSON is built first and the markdown is rendered
+Sections: environment header, where the evaluation data came from (or why none could be had),
+tokenizer, base training, base evaluation (CORE), SFT, chat evaluation, RL and the RL model's chat
+evaluation (only for a model that had RL), a summary table (accuracies with their standard errors;
+every row without a number says why) and wall time. The JSON is built first and the markdown is rendered
 from it, so both always say the same thing. What could not be evaluated is listed with its reason
 (the missing file), never silently left out. The pipeline's eval_report asset calls write_report.
 """
@@ -21,27 +22,54 @@ from nanochat_core.report.rl import rl_section
 from nanochat_core.report.sources import (base_eval_section, base_training_section, chat_eval_section, sft_section,
                                           tokenizer_section)
 
-# (row label, section, key): the summary table, in nanochat's order.
+# (row label, section, key): the summary table, in nanochat's order, then our Arithmetic (the
+# generated test split, which needs no data) and the base model's validation bpb (no data either).
 SUMMARY_ROWS = [("CORE", "base", "CORE"), ("ARC-Easy", "sft", "ARC-Easy"), ("ARC-Challenge", "sft", "ARC-Challenge"),
                 ("MMLU", "sft", "MMLU"), ("GSM8K", "sft", "GSM8K"), ("HumanEval", "sft", "HumanEval"),
-                ("ChatCORE", "sft", "ChatCORE")]
+                ("ChatCORE", "sft", "ChatCORE"), ("Arithmetic", "sft", "Arithmetic"), ("val bpb", "base", "val_bpb")]
+CHAT_SECTIONS = {"sft": "chat_evaluation", "rl": "rl_chat_evaluation"}
 
 
-def _summary(sections: dict) -> dict:
+def _summary(sections: dict) -> tuple[dict, dict]:
+    """({row: {column: value}}, {row: {column: standard error}}) of the summary table."""
     base, chat = sections["base_evaluation"], sections["chat_evaluation"]
-    values = {"base": {}, "sft": {}}
+    values, errors = {"base": {}, "sft": {}}, {"base": {}, "sft": {}, "rl": {}}
     if base["status"] == "ok":
         values["base"]["CORE"] = base["core"]
+    if sections["base_training"]["status"] == "ok":
+        values["base"]["val_bpb"] = sections["base_training"]["val_bpb"]
     for col, sec in (("sft", chat), ("rl", sections.get("rl_chat_evaluation"))):
         if sec is not None and sec["status"] == "ok":
             values[col] = {task: (result or {}).get("accuracy") for task, result in sec["tasks"].items()}
+            errors[col] = {task: (result or {}).get("stderr") for task, result in sec["tasks"].items()}
             values[col]["ChatCORE"] = sec["chatcore"]
-    summary = {label: {col: values[col].get(key)} for label, col, key in SUMMARY_ROWS}
-    if "rl" in sections:  # the RL model's chat evaluation beside the SFT one's
-        for label, col, key in SUMMARY_ROWS:
-            if col == "sft":
-                summary[label]["rl"] = values.get("rl", {}).get(key)
-    return summary
+    columns = {label: [col] + (["rl"] if col == "sft" and "rl" in sections else []) for label, col, _ in SUMMARY_ROWS}
+    summary = {label: {c: values.get(c, {}).get(key) for c in columns[label]} for label, _, key in SUMMARY_ROWS}
+    stderr = {label: {c: errors[c][key] for c in columns[label] if errors[c].get(key) is not None}
+              for label, _, key in SUMMARY_ROWS}
+    return summary, {label: e for label, e in stderr.items() if e}
+
+
+def _why_empty(sections: dict, summary: dict) -> dict:
+    """{row: why it has no number}, for every summary row with no number in any column."""
+    out = {}
+    for label, section, key in SUMMARY_ROWS:
+        if any(v is not None for v in summary[label].values()):
+            continue
+        if section == "base":
+            sec = sections["base_evaluation"] if key == "CORE" else sections["base_training"]
+            out[label] = sec.get("reason") or ("no task of the bundle could be scored" if key == "CORE" else "not recorded")
+            continue
+        sec = sections["chat_evaluation"]
+        if sec["status"] != "ok":
+            out[label] = sec["reason"]
+        elif key == "ChatCORE":
+            out[label] = "needs all five of ARC-Easy, ARC-Challenge, MMLU, GSM8K, HumanEval"
+        elif key in sec["skipped"]:
+            out[label] = sec["skipped"][key]
+        else:
+            out[label] = "not asked for (the preset's chat_tasks)"
+    return out
 
 
 def _not_evaluated(sections: dict) -> list[dict]:
@@ -74,8 +102,10 @@ def _timing(sections: dict, start_time: datetime | None) -> dict:
 
 
 def build_report(model_tag: str, root: Path | None = None, start_time: datetime | None = None,
-                 val_chars: int = 1_000_000) -> tuple[str, dict]:
-    """(markdown, json dict) for a model tag from the files under `root` ($NANOCHAT_BASE_DIR by default)."""
+                 val_chars: int = 1_000_000, inputs: dict | None = None) -> tuple[str, dict]:
+    """(markdown, json dict) for a model tag from the files under `root` ($NANOCHAT_BASE_DIR by default).
+    `inputs` ({"eval_bundle": note, "task_data": note}) is what the caller knows about where the
+    evaluation data came from, or why it could not be had (no network); shown as given."""
     from nanochat_core.report.markdown import render_markdown
 
     base = base_training_section(model_tag, root)
@@ -90,9 +120,10 @@ def build_report(model_tag: str, root: Path | None = None, start_time: datetime 
     if rl is not None:  # RL is optional: a model without it has no RL sections, and nothing "not evaluated"
         sections["rl"] = rl
         sections["rl_chat_evaluation"] = chat_eval_section(model_tag, "rl", root)
-    report = {"model_tag": model_tag, "environment": environment(start_time), **sections,
-              "summary": _summary(sections), "not_evaluated": _not_evaluated(sections),
-              "timing": _timing(sections, start_time)}
+    summary, stderr = _summary(sections)
+    report = {"model_tag": model_tag, "environment": environment(start_time), "inputs": dict(inputs or {}), **sections,
+              "summary": summary, "summary_stderr": stderr, "summary_empty": _why_empty(sections, summary),
+              "not_evaluated": _not_evaluated(sections), "timing": _timing(sections, start_time)}
     return render_markdown(report), report
 
 
@@ -101,9 +132,10 @@ def report_paths(model_tag: str, root: Path | None = None) -> tuple[Path, Path]:
     return folder / "report.md", folder / "report.json"
 
 
-def write_report(model_tag: str, root: Path | None = None, start_time: datetime | None = None) -> tuple[Path, Path]:
+def write_report(model_tag: str, root: Path | None = None, start_time: datetime | None = None,
+                 inputs: dict | None = None) -> tuple[Path, Path]:
     """Build and write report.md and report.json atomically; returns their paths."""
-    markdown, data = build_report(model_tag, root, start_time)
+    markdown, data = build_report(model_tag, root, start_time, inputs=inputs)
     md_path, json_path = report_paths(model_tag, root)
     write_json_atomic(json_path, data)
     write_text_atomic(md_path, markdown)

@@ -37,6 +37,16 @@ def _missing(sec: dict) -> list[str] | None:
     return None if sec["status"] == "ok" else [f"Not available: {sec['reason']}"]
 
 
+def _plus_minus(value, error) -> str:
+    return fmt(value, ".4f") + (f" ± {error:.4f}" if value is not None and error is not None else "")
+
+
+def _inputs(r: dict) -> list[str]:
+    """Where the evaluation data came from, or why it could not be had (no network, offline)."""
+    names = {"eval_bundle": "Eval bundle (CORE)", "task_data": "Chat task data"}
+    return [f"- {names.get(k, k)}: {v}" for k, v in r.get("inputs", {}).items()]
+
+
 def _header(r: dict) -> list[str]:
     env = r["environment"]
     git = env["git"]
@@ -86,8 +96,13 @@ def _base_eval(sec: dict) -> list[str]:
     lines = _missing(sec)
     if lines:
         return lines
+    skipped = list(sec["skipped"])
+    cap = sec.get("max_per_task")
     lines = [f"- From `{sec['file']}`" + (" (an earlier step than the last checkpoint)" if sec["stale"] else ""),
-             f"- CORE: {fmt(sec['core'], '.4f')}" + (" (PARTIAL: some tasks were skipped)" if sec["partial"] else ""),
+             f"- CORE: {fmt(sec['core'], '.4f')}"
+             + (f" (PARTIAL: over {len(sec['tasks']) - len(skipped)} of {len(sec['tasks'])} tasks; "
+                f"missing: {', '.join(skipped)})" if sec["partial"] else ""),
+             "- Examples per task: " + (f"at most {cap} (the preset's core_max_per_task)" if cap and cap > 0 else "all"),
              f"- Prompts cropped to the context: {sec['cropped_prompts']}", ""]
     rows = [[label, fmt(t.get("accuracy"), ".4f"), fmt(t.get("centered"), ".4f"),
              "skipped" if label in sec["skipped"] or t.get("skipped") else ""]
@@ -120,17 +135,19 @@ def _chat(sec: dict) -> list[str]:
     lines = [f"- From `{sec['file']}`",
              f"- ChatCORE: {fmt(sec['chatcore'], '.4f')}" + (" (PARTIAL: not every task ran)" if sec["partial"] else ""),
              ""]
-    rows = [[task, fmt((t or {}).get("accuracy"), ".4f"), fmt((t or {}).get("centered"), ".4f"),
+    rows = [[task, _plus_minus((t or {}).get("accuracy"), (t or {}).get("stderr")), fmt((t or {}).get("centered"), ".4f"),
              fmt((t or {}).get("num_problems"))] for task, t in sec["tasks"].items()]
     rows += [[task, DASH, DASH, f"skipped: {reason}"] for task, reason in sec["skipped"].items()
              if task not in sec["tasks"]]
-    return lines + _table(["task", "accuracy", "centered", "problems"], rows)
+    return lines + _table(["task", "accuracy ± standard error", "centered", "problems"], rows)
 
 
 def render_markdown(r: dict) -> str:
     from nanochat_core.report.rl import rl_markdown
 
     out = _header(r)
+    if r.get("inputs"):
+        out += ["", "## Evaluation data", ""] + _inputs(r)
     renderers = {"tokenizer": _tokenizer, "base_training": _base, "base_evaluation": _base_eval, "sft": _sft,
                  "chat_evaluation": _chat, "rl": rl_markdown, "rl_chat_evaluation": _chat}
     for key, title in SECTION_TITLES.items():
@@ -138,8 +155,15 @@ def render_markdown(r: dict) -> str:
             out += ["", f"## {title}", ""] + renderers[key](r[key])
     out += ["", "## Summary", ""]
     columns = ["base", "sft"] + (["rl"] if "rl" in r else [])
-    out += _table(["Metric", *map(str.upper, columns)], [[label, *(fmt(v.get(c), ".4f") for c in columns)]
-                                                          for label, v in r["summary"].items()])
+    errors = r.get("summary_stderr", {})
+    out += _table(["Metric", *map(str.upper, columns)],
+                  [[label, *(_plus_minus(v.get(c), errors.get(label, {}).get(c)) if c in v else DASH for c in columns)]
+                   for label, v in r["summary"].items()])
+    out += ["", "Accuracies ± their standard error, sqrt(p(1-p)/n) over the n problems; val bpb is the base "
+                "model's on the validation shard."]
+    empty = r.get("summary_empty") or {}
+    if empty:
+        out += ["", "Rows without a number:", ""] + [f"- {label}: {why}" for label, why in empty.items()]
     t = r["timing"]
     out += ["", f"Total wall time: {_duration(t['total_wall_time_sec'])}"
             f" (from {t['start'] or DASH} to the last artifact at {t['last_artifact'] or DASH}); "

@@ -2,10 +2,14 @@
 
 Present only when the model has an RL checkpoint folder (RL is optional: a card without it is not
 missing anything). Shows the task RL trained on, the mean reward curve (per step, as recorded) and
-pass@k on the test split at the first and the last evaluation.
+pass@k on the test split at the first and the last evaluation, with pass@1's standard error and
+whether its change is beyond that error (two standard errors of the difference). The two
+evaluations score the same problems, so treating them as independent overstates the error of the
+difference: a change called beyond error is one; one called within error may still be real.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from nanochat_core.common import settings
@@ -41,8 +45,23 @@ def rl_section(model_tag: str, root: Path | None = None) -> dict | None:
                           "mean_sequence_length": r["mean_sequence_length"]} for r in history.get("rewards") or []],
         "pass_at_k_before": evals[0] if evals else None,
         "pass_at_k_after": evals[-1] if len(evals) > 1 else None,
+        "pass_at_1": pass_at_1_change(evals[0] if evals else None, evals[-1] if len(evals) > 1 else None),
         "files": [str(path)],
     }
+
+
+def pass_at_1_change(before: dict | None, after: dict | None) -> dict | None:
+    """pass@1 before and after RL with standard errors sqrt(p(1-p)/n), the change, its error
+    sqrt(se_b^2 + se_a^2), and whether |change| > 2 x that error."""
+    if before is None or after is None:
+        return None
+    n_b, n_a = before["problems"], after["problems"]
+    p_b, p_a = before["pass_at_k"][0], after["pass_at_k"][0]
+    se_b, se_a = math.sqrt(p_b * (1 - p_b) / n_b), math.sqrt(p_a * (1 - p_a) / n_a)
+    se = math.sqrt(se_b ** 2 + se_a ** 2)
+    change = p_a - p_b
+    return {"before": p_b, "before_stderr": se_b, "after": p_a, "after_stderr": se_a, "change": change,
+            "change_stderr": se, "beyond_error": abs(change) > 2 * se, "problems": n_a}
 
 
 def curve_rows(curve: list[dict], limit: int = CURVE_ROWS) -> list[dict]:
@@ -71,6 +90,14 @@ def rl_markdown(sec: dict) -> list[str]:
         lines += ["", f"pass@k on {before['problems']} test questions:", "",
                   "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
+        change = sec.get("pass_at_1")
+        if change:
+            verdict = ("beyond its error: RL moved it" if change["beyond_error"] else
+                       "within its error: no change this run can show")
+            lines += ["", f"pass@1 {change['before']:.4f} ± {change['before_stderr']:.4f} before RL, "
+                          f"{change['after']:.4f} ± {change['after_stderr']:.4f} after: a change of "
+                          f"{change['change']:+.4f} ± {change['change_stderr']:.4f}, {verdict} "
+                          f"(sampled at the training temperature; ± one standard error)"]
     curve = curve_rows(sec["reward_curve"])
     if curve:
         lines += ["", "Mean reward per step (training rollouts):", "", "| step | mean reward | mean sequence length |",

@@ -186,7 +186,8 @@ def base_eval_section(model_tag: str, step: int | None, root: Path | None = None
             "core": clean(data.get("core")), "partial": bool(data.get("partial") or skipped),
             "skipped": {label: (tasks.get(label) or {}).get("reason", "task data missing") for label in skipped}
             if isinstance(skipped, list) else dict(skipped),
-            "cropped_prompts": data.get("cropped_prompts", 0), "tasks": tasks, "files": [str(path)]}
+            "cropped_prompts": data.get("cropped_prompts", 0), "max_per_task": data.get("max_per_task"),
+            "tasks": tasks, "files": [str(path)]}
 
 
 def chat_eval_section(model_tag: str, source: str = "sft", root: Path | None = None) -> dict:

@@ -3,10 +3,10 @@
 A template family of our own (adding, taking away, groups of, sharing equally, and a two-step
 "groups of, then more"), filled from a seeded random stream, so a (seed, split) pair always gives
 the same problems. Each reference solution is written as GSM8K's are: the working with calculator
-annotations `<<3*4=12>>` and the final answer as `#### N`; rows therefore go through GSM8K's own
-conversion (annotations become python tool calls and their outputs) and its own grading (the number
-after the last `#### `). So one task serves SFT rows (the calculator calls are supervised) and RL
-rewards (task.evaluate).
+annotations `<<3*4=12>>` and the final answer as `#### N`; rows therefore go through the same
+conversion as GSM8K's (annotations become python tool calls and their outputs) and the same grading
+(the number after the last `#### `): worked_answer.py. So one task serves SFT rows (the calculator
+calls are supervised), RL rewards (task.evaluate) and chat_eval's `-a Arithmetic` (the test split).
 
 Train and test are disjoint: a problem belongs to the test split when the first byte of the SHA-256
 of its question is divisible by TEST_BUCKETS, whatever the seed.
@@ -16,8 +16,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from nanochat_core.tasks.base import Task
-from nanochat_core.tasks.gsm8k import assistant_parts, extract_answer
+from nanochat_core.tasks.worked_answer import WorkedAnswerTask
 
 NAMES = ["Ann", "Ben", "Cleo", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ivy", "Jack"]
 ITEMS = ["apples", "books", "coins", "pens", "stickers", "marbles", "cards", "shells"]
@@ -89,8 +88,7 @@ def generate_problems(split: str, seed: int, size: int, max_operand: int) -> lis
     return rows
 
 
-class Arithmetic(Task):
-    eval_type = "generative"
+class Arithmetic(WorkedAnswerTask):
     name = "Arithmetic"
 
     def __init__(self, split: str, seed: int = 0, size: int | None = None, max_operand: int = 12, **slice_args):
@@ -101,19 +99,6 @@ class Arithmetic(Task):
             raise ValueError(f"Arithmetic max_operand must be at least 2, got {max_operand}")
         self.split, self.seed, self.max_operand = split, seed, max_operand
         self.items = generate_problems(split, seed, SIZES[split] if size is None else size, max_operand)
-
-    def num_examples(self) -> int:
-        return len(self.items)
-
-    def get_example(self, index: int) -> dict:
-        question, answer = self.items[index]
-        return {"messages": [{"role": "user", "content": question},
-                             {"role": "assistant", "content": assistant_parts(answer)}]}
-
-    def evaluate(self, conversation: dict, completion: str) -> bool:
-        parts = conversation["messages"][-1]["content"]
-        expected = extract_answer("".join(p["text"] for p in parts if p["type"] == "text"))
-        return expected is not None and extract_answer(completion) == expected
 
     def describe(self) -> dict:
         """What a checkpoint records about the task (and what a resume checks is unchanged)."""

@@ -1,8 +1,14 @@
-"""eval_bundle and task_data: the evaluation inputs, fetched once and shown with where they came from.
+"""eval_bundle and task_data: the evaluation inputs, found on disk or fetched once, shown with where they came from.
 
-Both materialize even when their data cannot be had (offline preset, no network): the metadata
+Both materialize even when their data cannot be had (no network, offline preset): the metadata
 then says what is missing and why, and eval_report says plainly what it could not evaluate. A
 failure here would only block the rest of the graph without making anything more evaluable.
+
+Whether to reach for the network is `[evaluation] offline`: true never does, false always does,
+"auto" (the default) asks once per process (reachability.probe: the bundle's host and the Hub,
+5 s at most in all) and fetches from whichever answered. What is on disk comes first either way:
+NANOCHAT_EVAL_BUNDLE_DIR (an unpacked bundle, used where it lies), then the preset's own bundle
+folder; the task-data folder's release files and cached Hub downloads.
 """
 
 import contextlib
@@ -10,25 +16,56 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Optional
 
 import dagster as dg
 
 from nanochat_core.common import settings
+from nanochat_core.evaluation.core_bundle import BUNDLE_DIR_ENV
 from nanochat_pipeline.presets import Preset
 
+OFFLINE_VALUES = {"true": True, "false": False, "auto": "auto"}
+_probed: dict[tuple[str, str], dict] = {}  # (bundle url, hub url) -> probe result, once per process
 
-def task_data_dir(preset: Preset) -> Path:
-    configured = preset.evaluation.get("task_data")
+
+def task_data_dir(preset: Preset, override: str | None = None) -> Path:
+    configured = override or preset.evaluation.get("task_data")
     return Path(configured).expanduser() if configured else settings.task_data_dir(preset.root)
 
 
-def is_offline(preset: Preset) -> bool:
-    return bool(preset.evaluation.get("offline", False))
+def offline_setting(preset: Preset, override: str | None = None):
+    """True, False or "auto": a run's config (a string) over the preset's [evaluation] offline."""
+    if override is not None:
+        if override not in OFFLINE_VALUES:
+            raise dg.Failure(f"offline: {override!r} is none of {', '.join(OFFLINE_VALUES)}")
+        return OFFLINE_VALUES[override]
+    return preset.evaluation.get("offline", "auto")
+
+
+def network_reasons(preset: Preset, override: str | None = None) -> dict[str, str | None]:
+    """{"bundle": None | why not, "hub": None | why not}: None = may fetch from there."""
+    setting = offline_setting(preset, override)
+    if setting is True:
+        why = f"no network: preset {preset.name} says offline = true"
+        return {"bundle": why, "hub": why}
+    if setting is False:
+        return {"bundle": None, "hub": None}
+    from nanochat_core.evaluation.core_bundle import bundle_url
+    from nanochat_core.evaluation.reachability import PROBE_BUDGET_S, hub_url, probe
+
+    urls = (bundle_url(), hub_url())
+    if urls not in _probed:
+        found = probe(list(urls), PROBE_BUDGET_S)
+        _probed[urls] = {name: None if found[url].answered else f"no network: {found[url].describe()}"
+                         for name, url in zip(("bundle", "hub"), urls)}
+    return _probed[urls]
 
 
 def child_env(preset: Preset) -> dict:
-    """The environment of the core commands an asset runs: the preset's root, and offline if it says so."""
-    return {"NANOCHAT_BASE_DIR": str(preset.root)} | ({"HF_HUB_OFFLINE": "1"} if is_offline(preset) else {})
+    """The environment of the core commands an asset runs: the preset's root, and HF_HUB_OFFLINE
+    when the Hub may not be reached (offline, or "auto" and it did not answer)."""
+    hub_offline = network_reasons(preset)["hub"] is not None
+    return {"NANOCHAT_BASE_DIR": str(preset.root)} | ({"HF_HUB_OFFLINE": "1"} if hub_offline else {})
 
 
 def device_type(preset: Preset) -> str:
@@ -37,7 +74,7 @@ def device_type(preset: Preset) -> str:
 
 @contextlib.contextmanager
 def hub_offline(offline: bool):
-    """HF_HUB_OFFLINE=1 for the block when the preset is offline (the task readers honour it)."""
+    """HF_HUB_OFFLINE=1 for the block when the Hub may not be reached (the task readers honour it)."""
     saved = os.environ.get("HF_HUB_OFFLINE")
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
@@ -55,42 +92,102 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
+def given_bundle_dir(override: str | None = None) -> Path | None:
+    """The unpacked bundle a user points at (run config, else NANOCHAT_EVAL_BUNDLE_DIR), or None."""
+    given = override or os.environ.get(BUNDLE_DIR_ENV)
+    return Path(given).expanduser().resolve() if given else None
+
+
+def bundle_code_version() -> str:
+    """eval_bundle's code version: pointing NANOCHAT_EVAL_BUNDLE_DIR elsewhere (or unsetting it)
+    makes the asset unsynced, so the main job looks again; its data version (the content hash)
+    then decides whether eval_report is unsynced."""
+    given = given_bundle_dir()
+    return "2" + (f"+dir:{hashlib.sha256(str(given).encode()).hexdigest()[:12]}" if given else "")
+
+
+class EvalBundleConfig(dg.Config):
+    """None = the preset's value. offline: "auto" | "true" | "false"; bundle_dir: an unpacked bundle
+    (core.yaml, eval_meta_data.csv, eval_data/) to use where it lies, else NANOCHAT_EVAL_BUNDLE_DIR,
+    else the preset's eval_bundle folder (downloaded into when missing and the network allows)."""
+
+    offline: Optional[str] = None
+    bundle_dir: Optional[str] = None
+
+
+class TaskDataConfig(dg.Config):
+    """None = the preset's value. offline: "auto" | "true" | "false"; task_data: the folder of release
+    files and cached Hub downloads."""
+
+    offline: Optional[str] = None
+    task_data: Optional[str] = None
+
+
+def bundle_found(path: Path, origin: str, settings_used: dict) -> dg.MaterializeResult:
+    """The metadata of a bundle on disk: its tasks, the missing ones named, its content hash."""
+    from nanochat_core.evaluation.core_bundle import bundle_contents, bundle_provenance
+
+    try:
+        contents = bundle_contents(path)
+    except (OSError, ValueError) as e:
+        raise dg.Failure(f"eval bundle {path} ({origin}) cannot be read: {e}") from e
+    provenance = bundle_provenance(path) or {}
+    missing = contents["missing"]
+    metadata = {"available": True, "path": dg.MetadataValue.path(str(path)), "origin": origin,
+                "tasks": contents["tasks"], "tasks_present": len(contents["present"]),
+                "partial": contents["partial"],
+                "missing_tasks": ", ".join(f"{label} ({file})" for label, file in missing.items()) or "none",
+                "content_sha256": contents["sha256"], "settings": dg.MetadataValue.json(settings_used)}
+    if provenance:
+        metadata |= {"url": provenance.get("url", ""), "zip_sha256": provenance.get("sha256", "")}
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(contents["sha256"]))
+
+
 def build_eval_input_assets(preset: Preset) -> list:
-    bundle_dir = settings.eval_bundle_dir(preset.root)
+    own_bundle = settings.eval_bundle_dir(preset.root)
 
-    @dg.asset(group_name="evaluation", code_version="1",
-              description="The CORE eval bundle (core.yaml + 22 tasks), downloaded once; where it came from.")
-    def eval_bundle(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        from nanochat_core.evaluation.core_bundle import bundle_provenance, bundle_url, ensure_bundle
+    @dg.asset(group_name="evaluation", code_version=bundle_code_version(),
+              description="The CORE eval bundle (core.yaml + its tasks): NANOCHAT_EVAL_BUNDLE_DIR, else the preset's "
+                          "copy, else downloaded once when the network allows; data version = its content.")
+    def eval_bundle(context: dg.AssetExecutionContext, config: EvalBundleConfig) -> dg.MaterializeResult:
+        from nanochat_core.evaluation.core_bundle import CONFIG_NAME, bundle_url, ensure_bundle
 
-        if is_offline(preset):
-            reason = f"preset {preset.name} is offline: the bundle is not downloaded"
-            if not (bundle_dir / "core.yaml").is_file():
-                context.log.warning(reason)
-                return dg.MaterializeResult(metadata={"available": False, "reason": reason},
-                                            data_version=dg.DataVersion("missing"))
-        try:
-            path = ensure_bundle(bundle_dir)
-        except (OSError, RuntimeError) as e:
-            reason = f"{type(e).__name__}: {e}"
-            context.log.warning(f"eval bundle unavailable: {reason}")
-            return dg.MaterializeResult(metadata={"available": False, "reason": reason, "url": bundle_url()},
-                                        data_version=dg.DataVersion("missing"))
-        provenance = bundle_provenance(path) or {}
-        tasks = sorted(str(p.relative_to(path)) for p in (path / "eval_data").rglob("*.jsonl"))
-        metadata = {"available": True, "path": dg.MetadataValue.path(str(path)), "task_files": len(tasks),
-                    "url": provenance.get("url", "(not downloaded by us)"), "sha256": provenance.get("sha256", "")}
-        return dg.MaterializeResult(metadata=metadata,
-                                    data_version=dg.DataVersion(provenance.get("sha256") or _digest(tasks)))
+        given = given_bundle_dir(config.bundle_dir)
+        used = {"offline": offline_setting(preset, config.offline), "bundle_dir": str(given or own_bundle)}
+        if given is not None:
+            if not (given / CONFIG_NAME).is_file():
+                raise dg.Failure(f"eval bundle {given} (from {'run config bundle_dir' if config.bundle_dir else BUNDLE_DIR_ENV}) "
+                                 f"has no {CONFIG_NAME}: point it at an unpacked bundle (core.yaml, eval_meta_data.csv, eval_data/)")
+            context.log.info(f"eval bundle: {given}, used where it lies (nothing fetched)")
+            return bundle_found(given, "given folder (nothing fetched)", used)
+        if (own_bundle / CONFIG_NAME).is_file():
+            context.log.info(f"eval bundle: {own_bundle} is on disk (nothing fetched)")
+            return bundle_found(own_bundle, "on disk (nothing fetched)", used)
+        reason = network_reasons(preset, config.offline)["bundle"]
+        if reason is None:
+            try:
+                path = ensure_bundle(own_bundle)
+            except (OSError, RuntimeError) as e:
+                reason = f"download failed: {type(e).__name__}: {e}"
+            else:
+                return bundle_found(path, f"downloaded from {bundle_url()}", used)
+        reason = f"{reason}; nothing fetched (set {BUNDLE_DIR_ENV} to an unpacked bundle on disk)"
+        context.log.warning(f"eval bundle not available: {reason}")
+        return dg.MaterializeResult(metadata={"available": False, "reason": reason, "url": bundle_url(),
+                                              "settings": dg.MetadataValue.json(used)},
+                                    data_version=dg.DataVersion("missing"))
 
-    @dg.asset(group_name="evaluation", code_version="1",
+    @dg.asset(group_name="evaluation", code_version="2",
               description="Chat task data (SmolTalk, MMLU, GSM8K, ARC, HumanEval) for chat_sft and chat_eval: "
                           "local release files or the Hugging Face Hub, cached under task_data/.")
-    def task_data(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def task_data(context: dg.AssetExecutionContext, config: TaskDataConfig) -> dg.MaterializeResult:
         from nanochat_core.tasks.inventory import inventory
 
-        root = task_data_dir(preset)
-        with hub_offline(is_offline(preset)):
+        root = task_data_dir(preset, config.task_data)
+        reason = network_reasons(preset, config.offline)["hub"]
+        if reason:
+            context.log.info(f"task data: only what is on disk under {root} ({reason})")
+        with hub_offline(reason is not None):
             found = inventory(root, log=context.log.info)
         rows = [f"| {name} | {i['used_by']} | " + (f"{i['rows']:,} rows, {i['origin']}" if i["status"] == "ok"
                                                     else f"missing: {i['reason']}") + " |"
@@ -99,9 +196,11 @@ def build_eval_input_assets(preset: Preset) -> list:
         stamp = {name: [(f, Path(f).stat().st_size) for f in i["files"]] if i["status"] == "ok" else None
                  for name, i in found.items()}
         available = sum(i["status"] == "ok" for i in found.values())
-        return dg.MaterializeResult(
-            metadata={"sources": dg.MetadataValue.md(table), "available": available, "missing": len(found) - available,
-                      "path": dg.MetadataValue.path(str(root))},
-            data_version=dg.DataVersion(_digest(stamp)))
+        used = {"offline": offline_setting(preset, config.offline), "task_data": str(root)}
+        metadata = {"sources": dg.MetadataValue.md(table), "available": available, "missing": len(found) - available,
+                    "path": dg.MetadataValue.path(str(root)), "settings": dg.MetadataValue.json(used)}
+        if reason:
+            metadata["network"] = reason
+        return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(_digest(stamp)))
 
     return [eval_bundle, task_data]
