@@ -7,6 +7,7 @@ import dagster as dg
 
 from nanochat_core.common.file_hash import files_sha256
 from nanochat_core.scaling.results_csv import SCALING_COLUMNS, write_scaling_csv
+from nanochat_pipeline.partitions import declared_cells_note
 from nanochat_pipeline.pictures import bpb_vs_flops_png, markdown_image
 from nanochat_pipeline.presets import Preset
 
@@ -75,10 +76,19 @@ def build_scaling_assets(preset: Preset, partitions: dg.MultiPartitionsDefinitio
                        if est.value is not None}
         header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
         cells_to_add = ", ".join(f"d{c.depth}|{c.flops_key}" for c in fit.proposals) or "none"
+        from nanochat_core.scaling.backtest import backtest_line
+        from nanochat_core.scaling.plan import plan_line
+
+        backtest = fit.backtest or {}
         return dg.MaterializeResult(
             # The verdict first: the UI lists metadata in this order.
             metadata={"verdict": dg.MetadataValue.text(verdict(fit)), "credible": fit.credible,
+                      "backtest": dg.MetadataValue.text(backtest_line(fit.backtest)),
+                      "backtest_mean_abs_pct_error": backtest.get("mean_abs_pct_error"),
+                      "backtest_coverage": backtest.get("coverage"),
+                      "plan": dg.MetadataValue.text("\n".join(plan_line(p) for p in fit.plan) or "none"),
                       "cells_to_add": dg.MetadataValue.text(cells_to_add),
+                      "declared_cells": dg.MetadataValue.text(declared_cells_note(preset)),
                       "rows": len(rows), "nan_rows": len(nan_cells), "path": dg.MetadataValue.path(str(path)),
                       "val_bpb_vs_flops": dg.MetadataValue.md(markdown_image(picture, "val bpb vs FLOPs")),
                       "fit": dg.MetadataValue.md(f"```\n{analysis.summary}\n```"),

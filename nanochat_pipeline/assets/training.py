@@ -18,7 +18,8 @@ from nanochat_pipeline.assets.eval_inputs import child_env
 from nanochat_pipeline.children import TRAIN_CHILD_MODULE
 from nanochat_pipeline.launch.runner import launch_child
 from nanochat_pipeline.required_files import require_files
-from nanochat_pipeline.partitions import cell_from_key
+from nanochat_pipeline.automation import declared_only
+from nanochat_pipeline.partitions import cell_from_key, declared_cells, declared_cells_note
 from nanochat_pipeline.pictures import markdown_image
 from nanochat_pipeline.presets import Preset
 from nanochat_pipeline.run_config import effective_settings, settings_metadata
@@ -152,8 +153,10 @@ def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefiniti
     root = preset.root
 
     @dg.asset(group_name="training", code_version="1", deps=[tokenizer_asset], partitions_def=partitions,
-              pool=TRAINING_POOL, automation_condition=AUTOMATION, check_specs=BASE_MODEL_CHECKS,
-              description="A base GPT for one depth x FLOP-budget cell (base_train, through Pipes).")
+              pool=TRAINING_POOL, automation_condition=declared_only(AUTOMATION, declared_cells(preset)),
+              check_specs=BASE_MODEL_CHECKS,
+              description="A base GPT for one depth x FLOP-budget cell (base_train, through Pipes). "
+                          + declared_cells_note(preset) + ".")
     def base_model(context: dg.AssetExecutionContext, config: BaseTrainConfig,
                    pipes_subprocess_client: dg.PipesSubprocessClient) -> dg.MaterializeResult:
         cell = cell_from_key(partitions, context.partition_key)

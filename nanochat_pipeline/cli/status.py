@@ -85,10 +85,9 @@ def declared_cells(preset) -> set[str]:
     """The cells someone asked for: the preset's depths x budgets and the scaling ladder's cells. The
     grid's partitions are the product of every depth and budget, so a depth the ladder added for one
     budget is also a partition of every other budget; those extra cells are marked in the table."""
-    from nanochat_pipeline.ladder_cells import read_ladder_cells
+    from nanochat_pipeline.partitions import declared_cells as declared  # the one definition the schedule uses
 
-    cells = {f"{d}|{f}" for d in preset.depth_keys for f in preset.flops_keys}
-    return cells | {f"d{c['depth']}|{c['flops']}" for c in read_ladder_cells(preset.root)}
+    return set(declared(preset))
 
 
 @dataclass
