@@ -105,3 +105,58 @@ def test_offline_nothing_evaluated_says_what_is_missing(tmp_base_dir):
     assert "eval_bundle/core.yaml is missing" in text
     assert "chat_eval/sft_d9_<step>.json is missing" in text and "no task data" in text
     assert "## Summary" in text and "| CORE | - | - |" in text
+
+
+def write_chat_eval(root, source: str, tasks: dict, skipped: dict, step: int = 7):
+    folder = settings.chat_eval_dir(root)
+    folder.mkdir(exist_ok=True)
+    (folder / f"{source}_{TAG}_{step:06d}.json").write_text(json.dumps(
+        {"source": source, "model_tag": TAG, "step": step, "tasks": tasks, "chatcore": None, "partial": True,
+         "skipped": skipped}))
+
+
+def test_summary_has_arithmetic_with_standard_errors_and_says_why_rows_are_empty(tmp_base_dir):
+    from nanochat_core.evaluation.chat_eval import standard_error
+    from nanochat_core.model.checkpoint import save_checkpoint as save
+
+    root = tmp_base_dir
+    config = GPTConfig(sequence_len=64, vocab_size=300, n_layer=2, n_head=1, n_kv_head=1, n_embd=64)
+    save_checkpoint(settings.base_checkpoints_dir(root) / TAG, STEP, None, None, base_meta(config))
+    save(settings.chatrl_checkpoints_dir(root) / TAG, 3, None, None,
+         {"step": 3, "model_config": dataclasses.asdict(config), "num_iterations": 3, "finished": True,
+          "task_name": "arithmetic", "task": {"train": {"name": "Arithmetic", "questions": 5000},
+                                              "test": {"name": "Arithmetic", "questions": 500}},
+          "examples_per_step": 4, "num_samples": 8, "sft_model_tag": TAG, "sft_step": 5,
+          "rl_history": {"rewards": [], "pass_at_k": [{"step": 0, "pass_at_k": [0.25], "problems": 100},
+                                                      {"step": 3, "pass_at_k": [0.5], "problems": 100}]}})
+    no_data = "the Hub dataset could not be reached (no network)"
+    skipped = {name: no_data for name in ("ARC-Easy", "ARC-Challenge", "MMLU", "GSM8K", "HumanEval")}
+    sft = {"accuracy": 0.40, "stderr": standard_error(0.40, 200), "centered": 0.40, "num_problems": 200}
+    rl = {"accuracy": 0.55, "stderr": standard_error(0.55, 200), "centered": 0.55, "num_problems": 200}
+    write_chat_eval(root, "sft", {"Arithmetic": sft}, skipped)
+    write_chat_eval(root, "rl", {"Arithmetic": rl}, skipped)
+    inputs = {"eval_bundle": "no network: example.org did not answer (no answer within 5 s)"}
+
+    markdown, data = build_report(TAG, inputs=inputs)
+    assert data["summary"]["Arithmetic"] == {"sft": 0.40, "rl": 0.55}
+    assert data["summary"]["val bpb"] == {"base": 2.3456}
+    # the standard errors, computed here another way: sqrt(p(1-p)/n) with n = 200
+    assert "| Arithmetic | - | 0.4000 ± 0.0346 | 0.5500 ± 0.0352 |" in markdown
+    assert "| val bpb | 2.3456 | - | - |" in markdown
+    held = data["rl_held_out"]
+    assert held["change"] == pytest.approx(0.15) and held["change_stderr"] == pytest.approx((0.0012 + 0.0012375) ** 0.5)
+    assert held["beyond_error"] and "a change of +0.1500 ± 0.0494: beyond its error" in markdown
+    empty = data["summary_empty"]
+    assert set(empty) == {"CORE", "ARC-Easy", "ARC-Challenge", "MMLU", "GSM8K", "HumanEval", "ChatCORE"}
+    assert empty["GSM8K"] == no_data and "needs all five" in empty["ChatCORE"] and "core.yaml is missing" in empty["CORE"]
+    assert f"- GSM8K: {no_data}" in markdown and "## Evaluation data" in markdown and inputs["eval_bundle"] in markdown
+    # the RL section's own pass@1: 0.25 -> 0.5 on 100 problems, standard errors 0.0433 and 0.05
+    assert "pass@1 0.2500 ± 0.0433 before RL, 0.5000 ± 0.0500 after: a change of +0.2500 ± 0.0661, beyond its error" \
+        in markdown
+
+    # the same change on 10 problems is within its error, and the card says so
+    for source, acc in (("sft", 0.4), ("rl", 0.55)):
+        write_chat_eval(root, source, {"Arithmetic": {"accuracy": acc, "stderr": standard_error(acc, 10),
+                                                      "centered": acc, "num_problems": 10}}, skipped, step=8)
+    markdown, data = build_report(TAG)
+    assert not data["rl_held_out"]["beyond_error"] and "within its error: no change this run can show" in markdown

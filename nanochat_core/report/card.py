@@ -50,6 +50,23 @@ def _summary(sections: dict) -> tuple[dict, dict]:
     return summary, {label: e for label, e in stderr.items() if e}
 
 
+def _rl_held_out(sections: dict) -> dict | None:
+    """RL's change on the held-out Arithmetic test split (greedy chat_eval of the SFT and the RL model):
+    both accuracies, the change, its standard error sqrt(se_sft^2 + se_rl^2) (the same problems, so
+    this overstates it: a change beyond it is real) and whether |change| > 2 x that error."""
+    sft, rl = sections["chat_evaluation"], sections.get("rl_chat_evaluation")
+    if rl is None or sft["status"] != "ok" or rl["status"] != "ok":
+        return None
+    a, b = sft["tasks"].get("Arithmetic"), rl["tasks"].get("Arithmetic")
+    if not a or not b or a.get("stderr") is None or b.get("stderr") is None:
+        return None
+    se = (a["stderr"] ** 2 + b["stderr"] ** 2) ** 0.5
+    change = b["accuracy"] - a["accuracy"]
+    return {"sft": a["accuracy"], "sft_stderr": a["stderr"], "rl": b["accuracy"], "rl_stderr": b["stderr"],
+            "problems": b["num_problems"], "change": change, "change_stderr": se,
+            "beyond_error": abs(change) > 2 * se}
+
+
 def _why_empty(sections: dict, summary: dict) -> dict:
     """{row: why it has no number}, for every summary row with no number in any column."""
     out = {}
@@ -123,6 +140,7 @@ def build_report(model_tag: str, root: Path | None = None, start_time: datetime 
     summary, stderr = _summary(sections)
     report = {"model_tag": model_tag, "environment": environment(start_time), "inputs": dict(inputs or {}), **sections,
               "summary": summary, "summary_stderr": stderr, "summary_empty": _why_empty(sections, summary),
+              "rl_held_out": _rl_held_out(sections),
               "not_evaluated": _not_evaluated(sections), "timing": _timing(sections, start_time)}
     return render_markdown(report), report
 

@@ -161,6 +161,14 @@ def render_markdown(r: dict) -> str:
                    for label, v in r["summary"].items()])
     out += ["", "Accuracies ± their standard error, sqrt(p(1-p)/n) over the n problems; val bpb is the base "
                 "model's on the validation shard."]
+    held_out = r.get("rl_held_out")
+    if held_out:
+        verdict = "beyond its error: RL moved it" if held_out["beyond_error"] else \
+            "within its error: no change this run can show"
+        out += ["", f"RL on the held-out Arithmetic test split (greedy, {held_out['problems']} problems): "
+                    f"SFT {held_out['sft']:.4f} ± {held_out['sft_stderr']:.4f}, RL {held_out['rl']:.4f} ± "
+                    f"{held_out['rl_stderr']:.4f}, a change of {held_out['change']:+.4f} ± "
+                    f"{held_out['change_stderr']:.4f}: {verdict}."]
     empty = r.get("summary_empty") or {}
     if empty:
         out += ["", "Rows without a number:", ""] + [f"- {label}: {why}" for label, why in empty.items()]
