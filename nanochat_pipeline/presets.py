@@ -25,9 +25,10 @@ TOKENIZER_KEYS = {"vocab_size", "max_chars", "doc_cap"}
 SYNTHETIC_KEYS = {"num", "seed", "backend", "model", "base_url", "workers"}
 # offline: true never reaches for the eval bundle or the Hub, false always does, "auto" (the default)
 # probes both first (5 s at most); task_data: a folder of release files (default <preset root>/task_data);
-# core_max_per_task: CORE examples per task (-1 = all); chat_cells: the grid cells the main job
-# fine-tunes and evaluates.
-EVALUATION_KEYS = {"offline", "task_data", "core_max_per_task", "chat_tasks", "chat_max_problems", "chat_cells"}
+# core_max_per_task: CORE examples per task (-1 = all); chat_max_new_tokens: chat_eval's -m; chat_cells:
+# the grid cells the main job fine-tunes and evaluates.
+EVALUATION_KEYS = {"offline", "task_data", "core_max_per_task", "chat_tasks", "chat_max_problems", "chat_max_new_tokens",
+                   "chat_cells"}
 OFFLINE_CHOICES = (True, False, "auto")
 
 
@@ -36,7 +37,7 @@ def check_evaluation(path: Path, evaluation: dict) -> None:
     offline = evaluation.get("offline", "auto")
     if not any(offline is c or offline == c and type(offline) is type(c) for c in OFFLINE_CHOICES):
         raise PresetError(f"{path} [evaluation] offline: {offline!r} is none of true, false, \"auto\"")
-    for key in ("core_max_per_task", "chat_max_problems"):
+    for key in ("core_max_per_task", "chat_max_problems", "chat_max_new_tokens"):
         value = evaluation.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value == 0 or value < -1):
             raise PresetError(f"{path} [evaluation] {key}: {value!r} is not a positive integer (or -1 = all)")

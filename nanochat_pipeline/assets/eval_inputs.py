@@ -185,10 +185,12 @@ def build_eval_input_assets(preset: Preset) -> list:
 
         root = task_data_dir(preset, config.task_data)
         reason = network_reasons(preset, config.offline)["hub"]
-        if reason:
-            context.log.info(f"task data: only what is on disk under {root} ({reason})")
         with hub_offline(reason is not None):
             found = inventory(root, log=context.log.info)
+        if reason:
+            on_disk = sum(i["status"] == "ok" for i in found.values())
+            context.log.warning(f"task data: nothing fetched ({reason}); {on_disk} of {len(found)} sources on disk "
+                                f"under {root}")
         rows = [f"| {name} | {i['used_by']} | " + (f"{i['rows']:,} rows, {i['origin']}" if i["status"] == "ok"
                                                     else f"missing: {i['reason']}") + " |"
                 for name, i in found.items()]

@@ -43,11 +43,13 @@ DEFAULT_CHAT_TASKS = "ARC-Easy|ARC-Challenge|MMLU|GSM8K|HumanEval|Arithmetic"
 class EvalReportConfig(dg.Config):
     """None = the preset's [evaluation] value. core_max_per_task: CORE examples per task (-1 = all);
     chat_tasks: chat_eval's `-a` (pipe-separated; default nanochat's five and Arithmetic);
-    chat_max_problems: problems per chat task (unset = all)."""
+    chat_max_problems: problems per chat task (unset = all); chat_max_new_tokens: tokens generated per
+    answer (unset = chat_eval's 512)."""
 
     core_max_per_task: Optional[int] = None
     chat_tasks: Optional[str] = None
     chat_max_problems: Optional[int] = None
+    chat_max_new_tokens: Optional[int] = None
 
 
 def effective_settings(preset: Preset, config: EvalReportConfig | None = None) -> dict:
@@ -55,7 +57,8 @@ def effective_settings(preset: Preset, config: EvalReportConfig | None = None) -
     chosen = {k: v for k, v in (config.model_dump() if config else {}).items() if v is not None}
     return {"core_max_per_task": int(chosen.get("core_max_per_task", e.get("core_max_per_task", -1))),
             "chat_tasks": str(chosen.get("chat_tasks", e.get("chat_tasks", DEFAULT_CHAT_TASKS))),
-            "chat_max_problems": chosen.get("chat_max_problems", e.get("chat_max_problems"))}
+            "chat_max_problems": chosen.get("chat_max_problems", e.get("chat_max_problems")),
+            "chat_max_new_tokens": chosen.get("chat_max_new_tokens", e.get("chat_max_new_tokens"))}
 
 
 def evaluation_commands(preset: Preset, tag: str, bundle: Path | None,
@@ -73,6 +76,8 @@ def evaluation_commands(preset: Preset, tag: str, bundle: Path | None,
                 "-a", used["chat_tasks"]]
         if used["chat_max_problems"]:
             chat += ["-x", str(used["chat_max_problems"])]
+        if used["chat_max_new_tokens"]:
+            chat += ["-m", str(used["chat_max_new_tokens"])]
         commands.append(("nanochat_core.cli.chat_eval", chat))
     return commands
 
@@ -120,7 +125,7 @@ def build_evaluation_assets(preset: Preset, partitions: dg.MultiPartitionsDefini
                             eval_bundle_asset, task_data_asset, rl_model_asset) -> list:
     root = preset.root
 
-    @dg.asset(group_name="evaluation", code_version="1", partitions_def=partitions,
+    @dg.asset(group_name="evaluation", code_version="2", partitions_def=partitions,
               deps=[sft_model_asset, rl_model_asset, eval_bundle_asset, task_data_asset],
               description="CORE (base model) + chat evaluation (SFT model, and RL model when the cell has one) "
                           "and the report card of one cell.")
