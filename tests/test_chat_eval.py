@@ -30,6 +30,7 @@ from nanochat_core.tasks.gsm8k import GSM8K
 from nanochat_core.tasks import task_data
 from nanochat_core.tasks.registry import CHATCORE_TASKS
 from nanochat_core.tokenizer.bpe import Tokenizer
+from helpers import write_jsonl
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -98,11 +99,6 @@ def gsm8k_model(tie: bool = False) -> GPT:
     return bigram_gpt({ASSISTANT_START: {tid("####"): 12.0}, tid("####"): {tid(" "): 12.0},
                        tid(" "): after_space, tid("4"): {tid("2"): 12.0}, tid("7"): {tid("2"): 12.0},
                        tid("2"): {ASSISTANT_END: 12.0}})
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def arc_row(labels: str, key: str, stem: str = "Which one?") -> dict:

@@ -12,6 +12,7 @@ import torch
 
 from nanochat_core.data.loader import pretraining_loader
 from nanochat_core.tokenizer.bpe import Tokenizer
+from helpers import write_shards
 from train_fixtures import take
 
 
@@ -28,12 +29,11 @@ def doc_text(rng: random.Random, ident: str) -> str:
     return f"<{ident}>" + "".join(rng.choice("abcdefgh ") for _ in range(n))
 
 
-def write_shards(root, rows_per_file=(23, 17, 11), row_group_size=5, seed=0):
+def write_traced_shards(root, rows_per_file=(23, 17, 11), row_group_size=5, seed=0):
+    """Shards whose documents name their file, row group and row (see doc_text)."""
     rng = random.Random(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for f, n in enumerate(rows_per_file):
-        texts = [doc_text(rng, f"{f}.{i // row_group_size}.{i % row_group_size}") for i in range(n)]
-        pq.write_table(pa.table({"text": texts}), root / f"shard_{f:05d}.parquet", row_group_size=row_group_size)
+    write_shards(root, [[doc_text(rng, f"{f}.{i // row_group_size}.{i % row_group_size}") for i in range(n)]
+                        for f, n in enumerate(rows_per_file)], row_group_size)
     return root
 
 
@@ -83,7 +83,7 @@ def reference_batches(tok, files, B, T, n, rank=0, world_size=1, chunk=128, buff
     [(2, 32, 4, 6, 1, 0), (3, 17, 128, 1000, 1, 0), (2, 40, 3, 9, 2, 1), (1, 64, 2, 20, 3, 2), (4, 8, 5, 1, 1, 0)],
 )
 def test_matches_plain_reference(tmp_path, tok, B, T, chunk, buffer_size, world_size, rank):
-    data = write_shards(tmp_path / "d")
+    data = write_traced_shards(tmp_path / "d")
     files = sorted(data.glob("*.parquet"))[:-1]
     got = take(pretraining_loader(tok, B, T, "train", data_dir=data, rank=rank, world_size=world_size,
                                   tokenizer_threads=1, tokenizer_batch_size=chunk, buffer_size=buffer_size), 25)
@@ -93,7 +93,7 @@ def test_matches_plain_reference(tmp_path, tok, B, T, chunk, buffer_size, world_
 
 
 def test_packing_invariants(tmp_path, tok):
-    data = write_shards(tmp_path / "d")
+    data = write_traced_shards(tmp_path / "d")
     texts = {t for f in sorted(data.glob("*.parquet"))[:-1] for t in pq.read_table(f).column("text").to_pylist()}
     whole = {tuple(tok.encode(t, prepend="<|bos|>")) for t in texts}
     bos, B, T = tok.get_bos_token_id(), 3, 30
@@ -137,7 +137,7 @@ def whole_doc_ids(x, y, tok):
 
 
 def test_rank_striding_reads_disjoint_row_groups(tmp_path, tok):
-    data = write_shards(tmp_path / "d")
+    data = write_traced_shards(tmp_path / "d")
     seen = {}
     for rank in (0, 1):
         it = pretraining_loader(tok, 2, 24, "train", data_dir=data, rank=rank, world_size=2,
@@ -152,7 +152,7 @@ def test_rank_striding_reads_disjoint_row_groups(tmp_path, tok):
 
 
 def test_epoch_increments_on_wrap_around(tmp_path, tok):
-    data = write_shards(tmp_path / "d", rows_per_file=(6, 4, 3), row_group_size=2)
+    data = write_traced_shards(tmp_path / "d", rows_per_file=(6, 4, 3), row_group_size=2)
     states = [s for _, _, s in take(pretraining_loader(tok, 2, 16, "train", data_dir=data,
                                                        tokenizer_batch_size=2, buffer_size=3), 30)]
     epochs = [s["epoch"] for s in states]
@@ -165,7 +165,7 @@ def test_epoch_increments_on_wrap_around(tmp_path, tok):
 
 @pytest.mark.parametrize("buffer_size,chunk,world_size,rank", [(6, 4, 1, 0), (1000, 128, 1, 0), (9, 3, 2, 1)])
 def test_exact_resume(tmp_path, tok, buffer_size, chunk, world_size, rank):
-    data = write_shards(tmp_path / "d")
+    data = write_traced_shards(tmp_path / "d")
     kw = dict(data_dir=data, rank=rank, world_size=world_size, tokenizer_batch_size=chunk, buffer_size=buffer_size)
     full = take(pretraining_loader(tok, 2, 20, "train", **kw), 40)
     for k in (0, 1, 6, 17, 31):
@@ -178,7 +178,7 @@ def test_exact_resume(tmp_path, tok, buffer_size, chunk, world_size, rank):
 
 
 def test_nanochat_three_key_resume(tmp_path, tok):
-    data = write_shards(tmp_path / "d")
+    data = write_traced_shards(tmp_path / "d")
     files = sorted(data.glob("*.parquet"))[:-1]
     kw = dict(tokenizer_batch_size=4, buffer_size=6)
     cases = [  # (state, world_size, rank, where the reference should start: (pq_idx, rg_idx))
@@ -195,7 +195,7 @@ def test_nanochat_three_key_resume(tmp_path, tok):
 
 
 def test_state_from_another_rank_falls_back_to_next_row_group(tmp_path, tok):
-    data = write_shards(tmp_path / "d")
+    data = write_traced_shards(tmp_path / "d")
     kw = dict(data_dir=data, world_size=2, buffer_size=6)
     state = take(pretraining_loader(tok, 2, 20, "train", rank=0, **kw), 1)[0][2]
     with pytest.warns(UserWarning, match="rank 0 of 2"):
@@ -207,7 +207,7 @@ def test_bad_input_errors_name_the_file(tmp_path, tok):
     def loader(d, **kw):
         return next(pretraining_loader(tok, 1, 8, "train", data_dir=d, **kw))
 
-    good = write_shards(tmp_path / "good")
+    good = write_traced_shards(tmp_path / "good")
     (good / "shard_00000.parquet").write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(ValueError, match=r"shard_00000\.parquet.*not a readable parquet"):
         loader(good)
@@ -219,7 +219,7 @@ def test_bad_input_errors_name_the_file(tmp_path, tok):
     with pytest.raises(ValueError, match=r"shard_00000\.parquet: no 'text' column"):
         loader(nocol)
 
-    empty = write_shards(tmp_path / "empty")
+    empty = write_traced_shards(tmp_path / "empty")
     pq.write_table(pa.table({"text": pa.array([], pa.string())}), empty / "shard_00001.parquet")
     with pytest.raises(ValueError, match=r"shard_00001\.parquet: empty shard"):
         loader(empty)
@@ -227,11 +227,11 @@ def test_bad_input_errors_name_the_file(tmp_path, tok):
     with pytest.raises(FileNotFoundError, match="repackage_data"):
         loader(tmp_path / "missing")
     one = tmp_path / "one"
-    write_shards(one, rows_per_file=(5,))
+    write_traced_shards(one, rows_per_file=(5,))
     with pytest.raises(ValueError, match="at least 2"):
         loader(one)
 
-    data = write_shards(tmp_path / "d", rows_per_file=(4, 3), row_group_size=2)  # train: 2 row groups
+    data = write_traced_shards(tmp_path / "d", rows_per_file=(4, 3), row_group_size=2)  # train: 2 row groups
     with pytest.raises(ValueError, match="rank 2 of 3 has no documents"):
         loader(data, rank=2, world_size=3)
     with pytest.raises(ValueError, match="pq_idx=5"):
@@ -245,7 +245,7 @@ def test_bad_input_errors_name_the_file(tmp_path, tok):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_batches_equal_cpu_batches(tmp_path, tok):
-    data = write_shards(tmp_path / "d")
+    data = write_traced_shards(tmp_path / "d")
     kw = dict(data_dir=data, tokenizer_batch_size=4, buffer_size=6)
     cpu = take(pretraining_loader(tok, 2, 20, "train", **kw), 10)
     gpu = take(pretraining_loader(tok, 2, 20, "train", device="cuda", **kw), 10)  # pinned double-buffering

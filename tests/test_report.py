@@ -2,8 +2,6 @@
 import dataclasses
 import json
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from nanochat_core.common import settings
@@ -11,6 +9,7 @@ from nanochat_core.cli import report as report_cli
 from nanochat_core.model.gpt import GPTConfig
 from nanochat_core.report.card import build_report, write_report
 from nanochat_core.tokenizer.bpe import Tokenizer, save_token_bytes
+from helpers import write_shards
 from nanochat_core.model.checkpoint import save_checkpoint
 
 TAG = "d2"
@@ -26,11 +25,9 @@ def write_tokenizer(root):
     return tok
 
 
-def write_shards(root):
-    folder = settings.base_data_dir(root)
-    folder.mkdir(parents=True)
-    for i in range(2):  # the last shard is the validation split
-        pq.write_table(pa.table({"text": [TEXT[:500], "another document " * 10]}), folder / f"shard_{i:05d}.parquet")
+def write_base_data(root):
+    # two shards, the last of them the validation split
+    write_shards(settings.base_data_dir(root), [[TEXT[:500], "another document " * 10]] * 2, row_group_size=1024)
 
 
 def base_meta(config: GPTConfig) -> dict:
@@ -46,7 +43,7 @@ def base_meta(config: GPTConfig) -> dict:
 def test_report_from_real_files(tmp_base_dir, capsys):
     root = tmp_base_dir
     write_tokenizer(root)
-    write_shards(root)
+    write_base_data(root)
     config = GPTConfig(sequence_len=64, vocab_size=300, n_layer=2, n_head=1, n_kv_head=1, n_embd=64)
     save_checkpoint(settings.base_checkpoints_dir(root) / TAG, STEP, None, None, base_meta(config))
     eval_json = {"tasks": {"hellaswag": {"accuracy": 0.30, "centered": 0.0667},

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import io
-import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from fake_hub import serving
+from helpers import write_jsonl
 from nanochat_core.tasks import task_data
 from nanochat_core.tasks.arc import ARC
 from nanochat_core.tasks.gsm8k import GSM8K
@@ -23,11 +23,6 @@ from nanochat_core.tasks.task_data import TaskDataMissing
 @pytest.fixture(autouse=True)
 def hub_reachable(monkeypatch):
     monkeypatch.setattr(task_data, "_unreachable", None)
-
-
-def write_jsonl(path, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def parquet(rows) -> bytes:
