@@ -234,3 +234,15 @@ def test_preset_offline_takes_true_false_or_auto_only(tmp_path):
         load_preset(str(write_tiny_preset(tmp_path, name="a", extra_sections='\n[evaluation]\noffline = "yes"\n')))
     with pytest.raises(PresetError, match=r"\[evaluation\] core_max_per_task: 0 is not a positive integer"):
         load_preset(str(write_tiny_preset(tmp_path, name="b", extra_sections="\n[evaluation]\ncore_max_per_task = 0\n")))
+
+
+def test_the_core_commands_default_to_the_bundle_dir_too(tmp_base_dir, tmp_path, monkeypatch):
+    from nanochat_core.evaluation import core_bundle
+
+    monkeypatch.setenv(URL_ENV, "http://127.0.0.1:1/never.zip")  # a download would fail: none is attempted
+    given = write_bundle(tmp_path / "given")
+    monkeypatch.setenv(BUNDLE_DIR_ENV, str(given))
+    assert core_bundle.ensure_bundle() == given  # base_eval's and base_train's CORE default
+    monkeypatch.delenv(BUNDLE_DIR_ENV)
+    with pytest.raises(RuntimeError, match="127.0.0.1:1"):  # without it: the preset root's folder, downloaded
+        core_bundle.ensure_bundle()

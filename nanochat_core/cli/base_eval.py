@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-tokens", type=int, default=40 * 524288, help="tokens per split for bpb")
     p.add_argument("--max-per-task", type=int, default=-1, help="CORE examples per task (-1 = all)")
     p.add_argument("--bundle-dir", type=str, default=None,
-                   help="folder holding core.yaml (default $NANOCHAT_BASE_DIR/eval_bundle; downloaded when absent)")
+                   help="folder holding core.yaml (default $NANOCHAT_EVAL_BUNDLE_DIR, else $NANOCHAT_BASE_DIR/eval_bundle, "
+                        "downloaded when absent)")
     p.add_argument("--device-type", type=str, default="auto", help="cuda | cpu | mps | auto (detect)")
     return p
 

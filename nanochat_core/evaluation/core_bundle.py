@@ -19,6 +19,7 @@ from nanochat_core.common.file_hash import file_sha256
 
 BUNDLE_URL = "https://karpathy-public.s3.us-west-2.amazonaws.com/eval_bundle.zip"
 URL_ENV = "NANOCHAT_EVAL_BUNDLE_URL"  # tests and mirrors point this elsewhere
+BUNDLE_DIR_ENV = "NANOCHAT_EVAL_BUNDLE_DIR"  # an unpacked bundle already on disk: used as is, before any download
 CONFIG_NAME = "core.yaml"
 
 
@@ -26,11 +27,17 @@ def bundle_url() -> str:
     return os.environ.get(URL_ENV) or BUNDLE_URL
 
 
-def ensure_bundle(bundle_dir: str | os.PathLike | None = None) -> Path:
-    """The folder holding core.yaml; downloaded and extracted first when it is absent."""
+def default_bundle_dir() -> Path:
+    """NANOCHAT_EVAL_BUNDLE_DIR (an unpacked bundle already on disk) when set, else $NANOCHAT_BASE_DIR/eval_bundle."""
     from nanochat_core.common import settings
 
-    bundle_dir = Path(bundle_dir) if bundle_dir is not None else settings.eval_bundle_dir()
+    given = os.environ.get(BUNDLE_DIR_ENV)
+    return Path(given).expanduser() if given else settings.eval_bundle_dir()
+
+
+def ensure_bundle(bundle_dir: str | os.PathLike | None = None) -> Path:
+    """The folder holding core.yaml (default: default_bundle_dir()); downloaded and extracted first when absent."""
+    bundle_dir = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
     if (bundle_dir / CONFIG_NAME).is_file():
         return bundle_dir
     if bundle_dir.exists() and any(bundle_dir.iterdir()):
@@ -47,9 +54,7 @@ def ensure_bundle_distributed(bundle_dir: str | os.PathLike | None, is_master: b
     """ensure_bundle on rank 0 only, the other ranks waiting at a barrier: one download, never racing writers."""
     import torch.distributed as dist
 
-    from nanochat_core.common import settings
-
-    path = ensure_bundle(bundle_dir) if is_master else Path(bundle_dir or settings.eval_bundle_dir())
+    path = ensure_bundle(bundle_dir) if is_master else Path(bundle_dir or default_bundle_dir())
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
     return path
@@ -117,8 +122,6 @@ def bundle_provenance(bundle_dir: Path) -> dict | None:
     record = bundle_dir.parent / f"{bundle_dir.name}.zip.json"
     return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
 
-
-BUNDLE_DIR_ENV = "NANOCHAT_EVAL_BUNDLE_DIR"  # an unpacked bundle already on disk: used as is, before any download
 
 
 def bundle_contents(bundle_dir: Path) -> dict:
