@@ -1,5 +1,10 @@
 import pytest
 
+# Session fixtures shared by several test modules live here, once: a fixture imported into two modules
+# would run once per module (two Postgres servers, two main-job histories).
+from main_job_runs import tiny_main_job  # noqa: F401
+from postgres_server import pg, pg_home  # noqa: F401
+
 
 @pytest.fixture
 def tmp_base_dir(tmp_path, monkeypatch):

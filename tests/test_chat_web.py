@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from chat_fixtures import STEP, TAG, write_chat_checkpoint
-from helpers import free_port
+from helpers import free_port, wait_for_http
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_TOKENS = 24  # the server's -m: what requests without max_tokens get
@@ -32,23 +32,14 @@ def base(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(base, tmp_path_factory):
     port = free_port()
-    log = open(tmp_path_factory.mktemp("chat_web_log") / "server.log", "w+")
+    log_path = tmp_path_factory.mktemp("chat_web_log") / "server.log"
+    log = open(log_path, "w+")
     env = dict(os.environ, NANOCHAT_BASE_DIR=str(base), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "nanochat_core.cli.chat_web", "--port", str(port), "-t", "0",
                              "-m", str(MAX_TOKENS), "--device-type", "cpu"],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log.seek(0)
-            pytest.fail(f"chat_web did not start:\n{log.read()}")
-        time.sleep(0.2)
+    wait_for_http(url + "/health", proc, timeout=180, log=log_path)
     yield url
     proc.send_signal(signal.SIGINT)
     try:

@@ -2,9 +2,7 @@
 a log file that holds everything else, a summary table, Ctrl-C that says how to resume."""
 import io
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
@@ -19,25 +17,8 @@ from nanochat_pipeline.children.progress import ProgressWriter, progress_file
 from nanochat_pipeline.progress import ProgressWatcher, read_progress
 from nanochat_pipeline.run_records import scaling_verdict
 from nanochat_pipeline.terminal import Terminal, key_metric
-from test_pipeline_helpers import write_tiny_preset
-
-CHAT_SECTIONS = """
-[sft]
-max_seq_len = 512
-device_batch_size = 4
-total_batch_size = 2048
-num_iterations = 4
-eval_every = 2
-eval_tokens = 512
-chatcore_every = -1
-
-[evaluation]
-offline = true
-chat_tasks = "ARC-Easy"
-chat_max_problems = 2
-"""
-ASSETS = ["raw_corpus", "shuffled_shards", "tokenizer", "synthetic_conversations", "eval_bundle", "task_data",
-          "base_model", "scaling_results", "sft_model", "eval_report"]
+from helpers import wait_until
+from main_job_runs import TINY_ASSETS as ASSETS, run_main_job
 
 
 def test_key_metric_names_the_number_that_matters():
@@ -93,13 +74,19 @@ def test_non_terminal_progress_prints_a_line_per_half_at_most(tmp_path, monkeypa
     console = io.StringIO()
     with ProgressWatcher(path, "base_model[d1|2e9]", console, interactive=False):
         write = ProgressWriter(path)
-        for step in range(100):
+        for step in range(49):  # the first half of 100 steps: no line
             write(metrics(step, 100))
-            time.sleep(0.003)
-        time.sleep(0.1)
+        time.sleep(0.2)  # ten polls on an idle machine (fewer under load: then this proves less, never fails)
+        assert console.getvalue() == ""
+        write(metrics(50, 100))  # past half: a line, whenever the watcher next polls (a busy machine may be slow)
+        wait_until(console.getvalue, 60, "the half-way line", poll=0.01)
+        for step in range(51, 100):  # the rest of the second half, then the last step: no further line
+            write(metrics(step, 100))
+        time.sleep(0.2)
     lines = console.getvalue().splitlines()
     assert len(lines) == 1, lines  # 100 steps: a line at half of them, none at the end (its end line follows)
-    assert lines[0].startswith("  base_model[d1|2e9]:  5") and "/100 [" in lines[0] and "loss 3.000, 1,234 tok/s" in lines[0]
+    assert lines[0].startswith("  base_model[d1|2e9]:  51%") and "51/100 [" in lines[0], lines
+    assert "loss 3.000, 1,234 tok/s" in lines[0]
 
 
 def test_terminal_warns_once_and_tabulates():
@@ -136,16 +123,19 @@ def test_grid_cells_share_a_summary_row_with_their_range():
 def test_off_a_terminal_a_quick_asset_prints_its_end_line_only(monkeypatch):
     from nanochat_pipeline import terminal
 
-    monkeypatch.setattr(terminal, "START_LINE_AFTER", 0.2)
+    monkeypatch.setattr(terminal, "START_LINE_AFTER", 60.0)  # far longer than any stall between two calls
     console = io.StringIO()
     t = Terminal(console)
     t.finished("tokenizer", "done", t.started("tokenizer"), "vocab_size 320")
+    monkeypatch.setattr(terminal, "START_LINE_AFTER", 0.2)
     since = t.started("base_model[d1|2e9]")
-    time.sleep(0.5)
+    wait_until(lambda: " ..." in console.getvalue(), 60, "the start line", poll=0.01)
     t.finished("base_model[d1|2e9]", "done", since, "val_bpb 3.1")
-    assert console.getvalue().splitlines() == [
-        "  tokenizer: done in 0.0s  vocab_size 320", "  base_model[d1|2e9] ...",
-        "  base_model[d1|2e9]: done in 0.5s  val_bpb 3.1"]
+    first, start, end = console.getvalue().splitlines()
+    assert re.fullmatch(r"  tokenizer: done in 0\.\ds  vocab_size 320", first), first
+    assert start == "  base_model[d1|2e9] ..."
+    took = re.fullmatch(r"  base_model\[d1\|2e9\]: done in (\d+\.\d)s  val_bpb 3\.1", end)
+    assert took and float(took[1]) >= 0.2, end  # the start line came after START_LINE_AFTER, the end after it
     console = io.StringIO()
     t = Terminal(console, interactive=True)  # on a terminal the start line comes at once
     t.started("tokenizer")
@@ -188,13 +178,6 @@ def test_captured_output_sends_everything_else_to_the_log(tmp_path):
     assert all(s in text for s in ("python stdout", "a python warning", "child out", "child err"))
 
 
-def run_main(preset, base, **kwargs):
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "NANOCHAT_PRESET")}
-    env["NANOCHAT_BASE_DIR"] = str(base)
-    return subprocess.Popen([sys.executable, "-m", "nanochat_pipeline", "run", "--preset", str(preset)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs)
-
-
 def table_rows(lines):
     """The summary table's rows: asset -> the row's words."""
     start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["asset", "partition"])
@@ -208,29 +191,20 @@ def table_rows(lines):
 
 
 @pytest.mark.slow
-def test_main_job_output_interrupt_resume_and_up_to_date(tmp_path):
-    preset = write_tiny_preset(tmp_path, flops=("4e9",), extra_sections=CHAT_SECTIONS)
-    base = tmp_path / "base"
-    root = base / "pipeline" / "tiny"
+def test_main_job_output_interrupt_resume_and_up_to_date(tiny_main_job):
+    runs, preset = tiny_main_job, tiny_main_job.preset
 
     # 1. Ctrl-C (SIGINT to the process group, as a terminal sends it) once the cell is training
-    job = run_main(preset, base)
-    progress_path = progress_file(root, "base_model", "d1_4e9")
-    deadline = time.time() + 300
-    while not progress_path.exists() and job.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
-    os.killpg(job.pid, signal.SIGINT)
-    out, _ = job.communicate(timeout=120)
-    assert job.returncode == 130, out
+    code, out = runs.interrupted
+    assert code == 130, out
     assert "base_model[d1|4e9]: interrupted" in out
     assert f"Resume with: python -m nanochat_pipeline run --preset {preset}" in out
     assert "Traceback" not in out
 
     # 2. run again: the cell resumes, every asset gets its start and end line, the rest is in the log
-    job = run_main(preset, base)
-    out, _ = job.communicate(timeout=600)
+    code, out = runs.resumed
     lines = out.splitlines()
-    assert job.returncode == 0, out
+    assert code == 0, out
     assert len(lines) < 60, out
     log_lines = [line for line in lines if line.startswith("log: ")]
     assert len(log_lines) == 2 and log_lines[0] == log_lines[-1] == lines[-1]
@@ -248,18 +222,16 @@ def test_main_job_output_interrupt_resume_and_up_to_date(tmp_path):
     assert any("dg dev -w" in line and f"NANOCHAT_PRESET={preset}" in line for line in lines)
 
     # 3. and again: everything is up to date, one line each
-    job = run_main(preset, base)
-    out, _ = job.communicate(timeout=300)
-    assert job.returncode == 0, out
+    code, out = runs.again
+    assert code == 0, out
     assert out.count(": up to date") == len(ASSETS) and " ..." not in out
 
 
 @pytest.mark.slow
 def test_demo_from_nothing_prints_under_80_lines(tmp_path):
     """The issue's promise to a new user: `python -m nanochat_pipeline run` on the shipped demo, stdout a pipe."""
-    job = run_main("demo", tmp_path / "base")
-    out, _ = job.communicate(timeout=1800)
-    assert job.returncode == 0, out
+    code, out = run_main_job("demo", tmp_path / "base", timeout=1800)
+    assert code == 0, out
     assert len(out.splitlines()) < 80, out
     from nanochat_pipeline.partitions import grid_partitions
     from nanochat_pipeline.presets import load_preset

@@ -12,8 +12,8 @@ import yaml
 from nanochat_pipeline.__main__ import main
 from nanochat_pipeline.instance_home import SHIPPED_DAGSTER_YAML, prepare_dagster_home
 from nanochat_pipeline.instance_storage import InstanceConfigError
-from postgres_server import PG_YAML, free_port, pg, pg_home  # noqa: F401 (fixtures)
-from helpers import write_tiny_preset
+from helpers import chat_sections, free_port, write_tiny_preset
+from postgres_server import PG_YAML
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,20 +23,7 @@ def run_command(preset_path):
                           cwd=REPO, capture_output=True, text=True, timeout=900)
 
 
-MAIN_JOB_SECTIONS = """
-[sft]
-max_seq_len = 512
-device_batch_size = 4
-total_batch_size = 2048
-num_iterations = 2
-eval_every = -1
-chatcore_every = -1
-
-[evaluation]
-offline = true
-chat_tasks = "GSM8K"
-chat_max_problems = 1
-"""
+MAIN_JOB_SECTIONS = chat_sections()  # two SFT steps, one GSM8K problem, offline
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -13,8 +12,7 @@ import pytest
 
 from nanochat_pipeline.children import TRAIN_CHILD_MODULE
 from nanochat_pipeline.instance_home import ensure_training_pool
-from postgres_server import pg, pg_home  # noqa: F401 (fixtures)
-from test_pipeline_helpers import DATA_ASSETS, materialize, tiny_defs, write_tiny_preset
+from helpers import DATA_ASSETS, materialize, stop_process_group, tiny_defs, wait_until, write_tiny_preset
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -34,12 +32,7 @@ def start_daemon(log_path: Path) -> subprocess.Popen:
 
 
 def stop_daemon(proc: subprocess.Popen, home: Path) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)  # our own process group only
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    stop_process_group(proc)  # our own process group only
     # The daemon's code server runs in a session of its own and outlived it (seen here, with a killed
     # run worker): end the ones serving this test's instance, by pid.
     for pid, (_, cmd) in processes().items():
@@ -50,16 +43,6 @@ def stop_daemon(proc: subprocess.Popen, home: Path) -> None:
 def cell_records(instance) -> dict:
     return {r.dagster_run.tags["dagster/partition"]: r for r in instance.get_run_records(
         dg.RunsFilter(job_name="scaling_grid_job"))}
-
-
-def wait_until(predicate, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise TimeoutError(what)
 
 
 def processes() -> dict[int, tuple[int, str]]:
