@@ -24,7 +24,7 @@ def key(conversation) -> str:
 
 
 def source_tag(conversation) -> str:
-    """The tag sft_fixtures puts before each item's index in its first user message (st3, ma0, ...)."""
+    """The tag helpers.write_task_data puts before each item's index in its first user message (st3, ma0, ...)."""
     return re.search(r"\b([a-z]{2})\d+ ", conversation["messages"][0]["content"]).group(1)
 
 
