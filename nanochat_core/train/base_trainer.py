@@ -1,7 +1,7 @@
 """Base pretraining (nanochat's base_train): one function that the CLI and the pipeline both call.
 
-Everything follows from --depth through nanochat_core.model.sizing. The loop itself (gradient
-accumulation, checkpoints at --save-every, at the end and on SIGINT/SIGTERM) is trainer_loop.py's;
+Everything follows from --depth through nanochat_core.model.sizing. The loop itself (checkpoints at
+--save-every, at the end and on SIGINT/SIGTERM) is trainer_loop.py's, gradient accumulation token_trainer.py's;
 this module adds what is base training's own: the plan, the pretraining loader and exact resume of
 it, the LR / momentum / weight-decay schedules, periodic validation bpb, CORE and samples.
 Log lines keep nanochat's format so existing log parsers keep working.
@@ -13,15 +13,14 @@ from typing import Callable
 
 import torch
 
-from nanochat_core.common import settings
-from nanochat_core.common.device import init_distributed, print0, resolve_device_type, shutdown_distributed
+from nanochat_core.common.device import print0
 from nanochat_core.model import checkpoint as ckpt
 from nanochat_core.train.args import validate_args
 from nanochat_core.train.core_hook import NOT_AVAILABLE, find_core_evaluator
 from nanochat_core.train.fp8 import check_fp8, convert_fp8
 from nanochat_core.train.schedules import base_lr_multiplier, muon_momentum, muon_weight_decay
-from nanochat_core.train.tracking import check_tracking_available, make_tracker
-from nanochat_core.train.trainer_loop import TrainingLoop, step_line
+from nanochat_core.train.token_trainer import TokenTrainer, step_line
+from nanochat_core.train.tracking import make_tracker
 
 
 def train_base(args, on_metrics: Callable[[dict], None] | None = None) -> dict:
@@ -30,20 +29,15 @@ def train_base(args, on_metrics: Callable[[dict], None] | None = None) -> dict:
     `on_metrics` is called on rank 0 after every step with {step, loss (smoothed, as logged),
     raw_loss, lrm, dt, tok_per_sec, mfu, total_time, progress} and after every validation with {step, val_bpb}.
     """
-    args = validate_args(args)
-    settings.load_dotenv_file()
-    device_type = resolve_device_type(args.device_type)
-    # Refuse unusable options before any work or any file is written.
-    check_tracking_available(args.run)
-    check_fp8(args.fp8, device_type)
-    info = init_distributed(device_type)
-    try:
-        return BaseTrainer(args, device_type, info, on_metrics).run()
-    finally:
-        shutdown_distributed()
+    return BaseTrainer.train(validate_args(args), on_metrics)
 
 
-class BaseTrainer(TrainingLoop):
+class BaseTrainer(TokenTrainer):
+    @classmethod
+    def refuse_early(cls, args, device_type: str) -> None:
+        super().refuse_early(args, device_type)
+        check_fp8(args.fp8, device_type)
+
     def __init__(self, args, device_type, info, on_metrics):
         super().__init__(args, device_type, info, on_metrics)
         self.plan = self._plan()
@@ -201,7 +195,7 @@ class BaseTrainer(TrainingLoop):
             # ours, beyond nanochat's keys
             "num_iterations": self.num_iterations, "world_size": self.info.world_size,
             "flops_per_token": self.flops_per_token, "tokens_trained": step * self.total_batch_size,
-            "horizon_source": self.plan.horizon_source, "throughput": self.throughput(),
+            "horizon_source": self.plan.horizon_source, "throughput": self.throughput(step),
         }
         if self.core_at is not None and self.core_at[0] == step:  # only a score of these very weights
             meta["core_score"], meta["core_partial"] = self.core_at[1:]
@@ -213,8 +207,8 @@ class BaseTrainer(TrainingLoop):
         print0(step_line(f"step {step:05d}/{n:05d} ({100 * step / n:.2f}%)", metrics))
         self._report(metrics | {"progress": (step + 1) / n})  # as chat_sft's: the fraction done
 
-    def summary(self, interrupted: bool) -> dict:
-        return self._summary(interrupted, self.num_iterations, self.args.model_tag) | {
+    def summary(self, step: int, interrupted: bool) -> dict:
+        return self._summary(step, interrupted, self.num_iterations, self.args.model_tag) | {
             "scaling_params": self.plan.scaling_params, "horizon_source": self.plan.horizon_source,
             "core_score": self.core_at[1] if self.core_at else None, "core_partial": self.core_at[2] if self.core_at else None,
         }

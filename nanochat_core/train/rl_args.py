@@ -1,13 +1,15 @@
 """chat_rl's command-line flags: nanochat's names and defaults (scripts/chat_rl.py), plus ours for data and resuming.
 
 As in args.py, the parser is the single source of truth for defaults: programmatic runs (the
-pipeline's child, the tests) use `make_rl_args(**overrides)` and get the CLI's validation.
+pipeline's child, the tests) use `make_rl_args(**overrides)` and get the CLI's validation. The flags
+spelled as in base_train or chat_sft, and the checked types, are flags.py's.
 """
 from __future__ import annotations
 
 import argparse
 
-from nanochat_core.train.args import flag_name, fraction, make_namespace, validate_or_exit
+from nanochat_core.train.flags import (CommandFlags, add_fraction_flag, add_lr_flag, add_parent_flags,
+                                       add_resume_flag, add_run_flag, add_task_data_flag, flag_name, fraction)
 
 RL_TASKS = ("gsm8k", "arithmetic")
 POSITIVE_FLAGS = ("num_epochs", "device_batch_size", "examples_per_step", "num_samples", "max_new_tokens")
@@ -21,21 +23,17 @@ def build_rl_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("logging and runtime")
-    g.add_argument("--run", type=str, default="dummy", help="wandb run name; 'dummy' disables wandb")
+    add_run_flag(g)
     g.add_argument("--device-type", type=str, default="", help="cuda | cpu | mps; empty = detect")
     g = p.add_argument_group("input model and output")
-    g.add_argument("--model-tag", type=str, default=None,
-                   help="SFT checkpoint folder under chatsft_checkpoints (also the folder under chatrl_checkpoints); "
-                        "when not given, the largest depth's tag")
-    g.add_argument("--model-step", type=int, default=None, help="SFT checkpoint step; when not given, the last")
-    g.add_argument("--resume-from-step", type=int, default=-1, help="resume this RL run from its checkpoint at this step (-1 = fresh run)")
+    add_parent_flags(g, "SFT checkpoint folder under chatsft_checkpoints (also the folder under chatrl_checkpoints); "
+                        "when not given, the largest depth's tag", "SFT")
+    add_resume_flag(g, "RL")
     g.add_argument("--save-every", type=int, default=60, help="checkpoint every N steps, and at the end (<= 0 = only at the end)")
     g = p.add_argument_group("task")
     g.add_argument("--task", choices=RL_TASKS, default="gsm8k",
                    help="gsm8k (train split for rollouts, test for pass@k) or arithmetic (generated offline, no download)")
-    g.add_argument("--task-data", type=str, default=None,
-                   help="task data root (release files or Hub cache), shared with chat_sft and chat_eval; "
-                        "default $NANOCHAT_TASK_DATA or $NANOCHAT_BASE_DIR/task_data")
+    add_task_data_flag(g, "chat_sft and chat_eval")
     g.add_argument("--max-train-questions", type=int, default=-1,
                    help="train on the first N training questions only (-1 = all): a fixed set whose reward curve "
                         "is comparable step to step, for small runs")
@@ -51,12 +49,12 @@ def build_rl_parser() -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     g.add_argument("--top-k", type=int, default=50, help="top-k sampling (0 = the whole vocabulary)")
     g = p.add_argument_group("optimization")
-    g.add_argument("--embedding-lr", type=float, default=0.2, help="AdamW LR of wte and value embeddings")
-    g.add_argument("--unembedding-lr", type=float, default=0.004, help="AdamW LR of lm_head")
-    g.add_argument("--matrix-lr", type=float, default=0.02, help="Muon LR of the block matrices")
+    add_lr_flag(g, "embedding_lr", 0.2)
+    add_lr_flag(g, "unembedding_lr", 0.004)
+    add_lr_flag(g, "matrix_lr", 0.02)
     g.add_argument("--weight-decay", type=float, default=0.0, help="Muon weight decay")
-    g.add_argument("--init-lr-frac", type=fraction("--init-lr-frac"), default=0.05,
-                   help="every group's LR as a fraction of the flags' values, in [0.0, 1.0]")
+    add_fraction_flag(g, "init_lr_frac", 0.05,
+                      "every group's LR as a fraction of the flags' values, in [0.0, 1.0]")
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval-every", type=int, default=60, help="pass@1..k on the test split every N steps and at the end (<= 0 = never)")
     g.add_argument("--eval-examples", type=int, default=400, help="test questions per pass@k evaluation")
@@ -79,11 +77,5 @@ def validate_rl_args(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def parse_rl_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = build_rl_parser()
-    return validate_or_exit(parser, validate_rl_args, parser.parse_args(argv))
-
-
-def make_rl_args(**overrides) -> argparse.Namespace:
-    """A Namespace with the CLI's defaults and `overrides` (python names), validated like the CLI."""
-    return make_namespace("chat_rl", build_rl_parser(), validate_rl_args, overrides)
+CHAT_RL_FLAGS = CommandFlags("chat_rl", build_rl_parser, validate_rl_args)
+parse_rl_args, make_rl_args = CHAT_RL_FLAGS.parse, CHAT_RL_FLAGS.make

@@ -11,7 +11,7 @@ Every `--eval-every` steps and at the end it prints and records pass@1..k (k = -
 on the first `--eval-examples` test questions, and every step the mean reward and mean sequence
 length (prompt + completion) of its rollouts.
 
-The step loop is the trainers' (trainer_loop.TrainingLoop): checkpoints at --save-every, at the end
+The step loop is every trainer's (trainer_loop.run_steps): checkpoints at --save-every, at the end
 and on SIGINT/SIGTERM, under chatrl_checkpoints/<tag>/ in the same layout; a resume continues exactly,
 since sampling seeds depend on (step, question, batch) only and the optimizer state is saved per rank.
 """
@@ -24,19 +24,16 @@ import torch
 
 from nanochat_core.common import settings
 from nanochat_core.common.collectives import barrier, mean_over_ranks, sum_over_ranks
-from nanochat_core.common.device import init_distributed, print0, resolve_device_type, shutdown_distributed
+from nanochat_core.common.device import print0
 from nanochat_core.evaluation.pass_at_k import format_pass_at_k, pass_at_k_counts
 from nanochat_core.model import checkpoint as ckpt
 from nanochat_core.train.rl_args import make_rl_args, parse_rl_args, validate_rl_args
 from nanochat_core.train.rollouts import advantages, policy_gradient_loss, sample_group, training_batch
-from nanochat_core.train.tracking import check_tracking_available, make_tracker
-from nanochat_core.train.trainer_loop import EMA_BETA, TrainingLoop
+from nanochat_core.train.start_checkpoints import ParentCheckpoint, load_own_checkpoint, train_mode_model
+from nanochat_core.train.tracking import make_tracker
+from nanochat_core.train.trainer_loop import Trainer, nanochat_meta
 
 __all__ = ["train_rl", "make_rl_args", "parse_rl_args", "load_rl_tasks"]
-
-# what a resume checks against the checkpoint: the run's data, horizon and sharding
-RESUME_IDENTITY = ("sft_model_tag", "sft_step", "task", "num_iterations", "examples_per_step", "num_samples",
-                   "world_size")
 
 
 def train_rl(args, on_metrics: Callable[[dict], None] | None = None) -> dict:
@@ -45,15 +42,7 @@ def train_rl(args, on_metrics: Callable[[dict], None] | None = None) -> dict:
     `on_metrics` is called on rank 0 after every step with {step, loss (smoothed), raw_loss, lrm, dt,
     mean_reward, mean_sequence_length, rollouts_per_sec, progress} and after every evaluation with {step, pass@1, ...}.
     """
-    args = validate_rl_args(args)
-    settings.load_dotenv_file()
-    device_type = resolve_device_type(args.device_type)
-    check_tracking_available(args.run)
-    info = init_distributed(device_type)
-    try:
-        return RLTrainer(args, device_type, info, on_metrics).run()
-    finally:
-        shutdown_distributed()
+    return RLTrainer.train(validate_rl_args(args), on_metrics)
 
 
 def load_rl_tasks(name: str, task_data=None, max_train_questions: int = -1):
@@ -75,7 +64,9 @@ def describe_task(task) -> dict:
     return about | {"questions": len(task)}
 
 
-class RLTrainer(TrainingLoop):
+class RLTrainer(Trainer):
+    UNTIMED_STEPS = -1  # nanochat's chat_rl times every step: no compilation to leave out
+
     def __init__(self, args, device_type, info, on_metrics):
         super().__init__(args, device_type, info, on_metrics)
         a, world = args, info.world_size
@@ -83,10 +74,8 @@ class RLTrainer(TrainingLoop):
             raise ValueError(f"--examples-per-step {a.examples_per_step} must be divisible by the number of "
                              f"processes ({world})")
         self.examples_per_rank = a.examples_per_step // world
-        sft_root = settings.chatsft_checkpoints_dir()
-        self.sft_tag = a.model_tag or ckpt.find_largest_model_tag(sft_root)
-        sft_dir = ckpt.checkpoint_dir(self.sft_tag, sft_root)
-        self.sft_step = a.model_step if a.model_step is not None and a.model_step >= 0 else ckpt.find_last_step(sft_dir)
+        sft = ParentCheckpoint.find(a.model_tag, a.model_step, settings.chatsft_checkpoints_dir())
+        self.sft_tag, self.sft_step = sft.tag, sft.step
         self.ckpt_dir = ckpt.checkpoint_dir(self.sft_tag, settings.chatrl_checkpoints_dir())
         self.train_task, self.val_task = self._load_tasks()
         self.task_meta = {"train": describe_task(self.train_task), "test": describe_task(self.val_task)}
@@ -101,23 +90,19 @@ class RLTrainer(TrainingLoop):
         self.history = {"rewards": [], "pass_at_k": []}  # the curves, carried across a resume
         resume = self._resume_state()
         if resume is None:
-            model_state, optim_state, meta = ckpt.load_checkpoint(sft_dir, self.sft_step, device=self.device)
-            print0(f"SFT model: {ckpt.meta_path(sft_dir, self.sft_step)}")
+            model_state, optim_state, meta = sft.load(self.device)
+            print0(f"SFT model: {sft.meta_path}")
         else:
             model_state, optim_state, meta = resume
         self.model_config = meta["model_config"]
         # the chat context the SFT run trained on (prompts are cropped to it), kept in RL's meta for chat_eval
         self.seq_len = int(meta.get("max_seq_len") or self.model_config["sequence_len"])
-        self.device_batch_size, self.grad_accum = a.device_batch_size, 1
-        self.total_batch_size, self.peak_flops = None, None  # rollouts vary in length: no token batch, no MFU
-        self.orig_model = ckpt.build_model(model_state, meta, self.device)
-        self.orig_model.train()
-        self.model = self.orig_model  # rows of varying length: no torch.compile
+        # rows of varying length: no torch.compile, no token batch, no MFU
+        self.orig_model = train_mode_model(model_state, meta, self.device)
         del model_state
         self.optimizer = self._build_optimizer(optim_state)
         del optim_state
         self.pad_id = self.tokenizer.encode_special("<|assistant_end|>")
-        self.train_loader = self._questions(self.start_step)
         self.tracker = make_tracker(a.run, vars(a), info.is_master, project="nanochat-rl")
         self.rollouts_done, self.rollout_seconds = 0, 0.0
 
@@ -139,17 +124,10 @@ class RLTrainer(TrainingLoop):
                 "num_samples": a.num_samples, "world_size": self.info.world_size}
 
     def _resume_state(self):
-        a = self.args
-        if a.resume_from_step < 0:
+        if self.args.resume_from_step < 0:
             return None
-        model_state, optim_state, meta = ckpt.load_checkpoint(
-            self.ckpt_dir, a.resume_from_step, device=self.device, load_optimizer=True, rank=self.info.rank)
-        where = ckpt.meta_path(self.ckpt_dir, meta["step"])
-        for key, value in self._identity().items():
-            if meta.get(key) != value:
-                raise ValueError(f"--resume-from-step {a.resume_from_step}: {where} has a different {key} than this run "
-                                 f"({meta.get(key)!r} vs {value!r}); resume with the original run's flags, task "
-                                 "and number of processes")
+        model_state, optim_state, meta = load_own_checkpoint(self.ckpt_dir, self.args.resume_from_step, self.device,
+                                                             self.info.rank, self._identity(), "task")
         self._continue_from(meta)
         saved = meta["rl_history"]
         # the saved step's evaluation ran before its save: keep it, the loop then does not repeat it
@@ -170,13 +148,11 @@ class RLTrainer(TrainingLoop):
             self._load_optimizer_state(optimizer, optim_state)
         return optimizer
 
-    def _questions(self, step: int):
-        """This rank's training questions of each step from `step` on: positions step*E + rank + j*world."""
+    def _questions(self, step: int) -> list[int]:
+        """This rank's training questions of `step`: positions step*E + rank + j*world."""
         a, n, world = self.args, len(self.train_task), self.info.world_size
-        while True:
-            first = step * a.examples_per_step + self.info.rank
-            yield [(first + j * world) % n for j in range(self.examples_per_rank)]
-            step += 1
+        first = step * a.examples_per_step + self.info.rank
+        return [(first + j * world) % n for j in range(self.examples_per_rank)]
 
     # ---- the trainer's pieces ---------------------------------------------------------------
     def schedule(self, step: int) -> float:
@@ -207,14 +183,14 @@ class RLTrainer(TrainingLoop):
         self.history["pass_at_k"].append({"step": step, "pass_at_k": rates, "problems": n})
         self._report({"step": step, **{f"pass@{j + 1}": r for j, r in enumerate(rates)}})
 
-    def train_step(self, questions) -> tuple[float, float, list]:
+    def train_step(self, step: int) -> tuple[float, float]:
         a = self.args
-        lrm = self.schedule(self.step)
+        lrm = self.schedule(step)
         t0 = time.perf_counter()
         with self._evaluating() as model:
-            groups = [sample_group(model, self.tokenizer, self.train_task, q, self.step, a.num_samples,
+            groups = [sample_group(model, self.tokenizer, self.train_task, q, step, a.num_samples,
                                    a.device_batch_size, a.max_new_tokens, a.temperature, a.top_k, self.seq_len)
-                      for q in questions]
+                      for q in self._questions(step)]
         self.rollout_seconds += time.perf_counter() - t0
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         for group in groups:
@@ -236,42 +212,39 @@ class RLTrainer(TrainingLoop):
                                              dtype=torch.float64, device=self.device)).tolist()
         self.step_stats = {"mean_reward": stats[1], "mean_sequence_length": stats[2]}
         self.rollouts_done += a.examples_per_step * a.num_samples
-        return stats[0], lrm, next(self.train_loader)
+        return stats[0], lrm
 
     def log_step(self, step: int, loss: float, lrm: float, dt: float) -> None:
         a = self.args
-        self.last_loss = loss
-        self.loop.smooth_train_loss = EMA_BETA * self.loop.smooth_train_loss + (1 - EMA_BETA) * loss
-        self.loop.total_training_time += dt
-        self.timing["seconds"] += dt
+        debiased = self._record_step(step, loss, dt)
         rollouts_per_sec = a.examples_per_step * a.num_samples / dt
         s = self.step_stats
         self.history["rewards"].append({"step": step, **s, "loss": loss})
         print0(f"Step {step}/{self.num_iterations} | Average reward: {s['mean_reward']:.4f} | Average sequence length: "
                f"{s['mean_sequence_length']:.2f} | loss: {loss:.6f} | lrm: {lrm:.2f} | dt: {dt * 1000:.2f}ms | "
                f"rollouts/sec: {rollouts_per_sec:.2f} | total time: {self.loop.total_training_time / 60:.2f}m")
-        debiased = self.loop.smooth_train_loss / (1 - EMA_BETA ** (step + 1))
         self._report({"step": step, "loss": debiased, "raw_loss": loss, "lrm": lrm, "dt": dt, **s,
                       "rollouts_per_sec": rollouts_per_sec, "progress": (step + 1) / self.num_iterations})
 
     def save(self, step: int, finished: bool) -> None:
         position = {"next_question": step * self.args.examples_per_step, "train_questions": len(self.train_task)}
-        meta = self._checkpoint_meta(step, position) | self._identity() | {
+        # nanochat's keys: no validation bpb, and rollouts of varying length have no token batch nor MFU basis
+        meta = nanochat_meta(step, None, self.model_config, self.args, self.args.device_batch_size, self.seq_len,
+                             None, position, self.loop, None) | self._identity() | {
             "finished": finished, "rl_history": self.history, "task_name": self.args.task,
         }
         self._write_checkpoint(step, meta)
 
-    def summary(self, interrupted: bool) -> dict:
-        steps_run = self.step - self.start_step
-        seconds = self.timing["seconds"]
+    def summary(self, step: int, interrupted: bool) -> dict:
+        steps_run = step - self.start_step
+        seconds = self.seconds
         rate = self.rollouts_done / seconds if seconds > 0 else None
         rewards, evals = self.history["rewards"], self.history["pass_at_k"]
         print0(f"RL done: {steps_run} steps in {seconds:.1f}s"
                + (f", {rate:.2f} rollouts/s ({self.rollout_seconds:.1f}s of it sampling)" if rate else ""))
-        final_loss = self.loop.smooth_train_loss / (1 - EMA_BETA ** self.step) if self.step > 0 else None
         return {
-            "step": self.step, "num_iterations": self.num_iterations, "interrupted": interrupted,
-            "final_loss": final_loss, "final_raw_loss": self.last_loss,
+            "step": step, "num_iterations": self.num_iterations, "interrupted": interrupted,
+            "final_loss": self._final_loss(step), "final_raw_loss": self.last_loss,
             "first_mean_reward": rewards[0]["mean_reward"] if rewards else None,
             "final_mean_reward": rewards[-1]["mean_reward"] if rewards else None,
             "pass_at_k_before": evals[0] if evals else None,

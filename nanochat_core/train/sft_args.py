@@ -2,32 +2,23 @@
 
 Batch and LR flags left at None inherit from the base checkpoint's meta (resolved by the trainer,
 which records the values it used in the SFT checkpoint's user_config). As in args.py, the parser
-is the single source of truth for defaults: programmatic runs use `make_sft_args(**overrides)`.
+is the single source of truth for defaults: programmatic runs use `make_sft_args(**overrides)`. The
+flags spelled as in base_train or chat_rl, and the checked types, are flags.py's.
 """
 from __future__ import annotations
 
 import argparse
 import os
 
-from nanochat_core.train.args import (FRACTION_FLAGS, batch_size_or_auto, flag_name, fraction, make_namespace,
-                                      validate_or_exit)
+from nanochat_core.train.args import FRACTION_FLAGS
+from nanochat_core.train.flags import (DEVICE_BATCH_HELP, CommandFlags, add_fraction_flag, add_lr_flag,
+                                       add_parent_flags, add_resume_flag, add_run_flag, add_runtime_group,
+                                       add_save_every_flag, add_task_data_flag, batch_size_or_auto, flag_name,
+                                       fraction, non_negative)
 
 INHERITED_FLAGS = ("max_seq_len", "device_batch_size", "total_batch_size", "embedding_lr", "unembedding_lr",
                    "matrix_lr")
 IDENTITY_FILE = "identity_conversations.jsonl"  # under $NANOCHAT_BASE_DIR, where gen_synthetic_data writes
-
-
-def non_negative(flag: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a non-negative integer, got {text!r}")
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{flag} must be a non-negative integer, got {value}")
-        return value
-    parse.__name__ = "non-negative int"
-    return parse
 
 
 def zero_or_one(text: str) -> int:
@@ -45,32 +36,19 @@ def build_sft_parser() -> argparse.ArgumentParser:
     p.add_argument("jsonl", nargs="*", default=[], metavar="JSONL",
                    help="extra conversation files (one {\"messages\": [...]} or bare message array per line), "
                         "each added once to the mixture; a malformed line stops the run before training")
-    g = p.add_argument_group("logging")
-    g.add_argument("--run", type=str, default="dummy", help="wandb run name; 'dummy' disables wandb")
-    g = p.add_argument_group("runtime")
-    g.add_argument("--device-type", type=str, default="auto", help="cuda | cpu | mps | auto (detect)")
-    g.add_argument("--compile", type=str, default="auto", choices=("auto", "0", "1"),
-                   help="torch.compile the model: auto = on CUDA; on CPU only for a fixed --num-iterations "
-                        "long enough to repay compiling")
-    g.add_argument("--peak-flops", type=float, default=-1.0,
-                   help="peak FLOP/s of one device for MFU; -1 = known GPU figure, or on CPU a one-second fp32 matmul probe")
-    g.add_argument("--attention", type=str, default="auto", choices=("auto", "flex", "fa3", "sdpa"),
-                   help="attention kernels: auto = FA3 (CUDA bf16, `kernels` installed and its build on disk or "
-                        "reachable), else FlexAttention for sliding windows on CUDA, else SDPA; see model/attention.py")
+    add_run_flag(p.add_argument_group("logging"))
+    add_runtime_group(p, "torch.compile the model: auto = on CUDA; on CPU only for a fixed --num-iterations "
+                         "long enough to repay compiling")
     g = p.add_argument_group("input model and output")
-    g.add_argument("--model-tag", type=str, default=None,
-                   help="base checkpoint folder under base_checkpoints; when not given, the largest depth's tag")
-    g.add_argument("--model-step", type=int, default=None, help="base checkpoint step; when not given, the last")
+    add_parent_flags(g, "base checkpoint folder under base_checkpoints; when not given, the largest depth's tag", "base")
     g.add_argument("--output-tag", type=str, default=None,
                    help="folder under chatsft_checkpoints; when not given, the base model's tag")
     g.add_argument("--load-optimizer", type=zero_or_one, default=1,
                    help="1 = warm-start the optimizer's momentum buffers from the base checkpoint (LRs reset to this run's)")
-    g.add_argument("--resume-from-step", type=int, default=-1, help="resume this SFT run from its checkpoint at this step (-1 = fresh run)")
-    g.add_argument("--save-every", type=int, default=-1, help="checkpoint every N steps (-1 = only at the end)")
+    add_resume_flag(g, "SFT")
+    add_save_every_flag(g)
     g = p.add_argument_group("data")
-    g.add_argument("--task-data", type=str, default=None,
-                   help="task data root (release files or Hub cache), shared with chat_eval; "
-                        "default $NANOCHAT_TASK_DATA or $NANOCHAT_BASE_DIR/task_data")
+    add_task_data_flag(g, "chat_eval")
     g.add_argument("--identity", type=str, default=None,
                    help=f"identity conversations JSONL, trained on twice; default $NANOCHAT_BASE_DIR/{IDENTITY_FILE} "
                         "(missing = reported and left out)")
@@ -85,21 +63,16 @@ def build_sft_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("optimization (None = inherit from the base checkpoint)")
     g.add_argument("--num-iterations", type=int, default=-1, help="number of steps (-1 = one epoch of the mixture)")
     g.add_argument("--max-seq-len", type=int, default=None, help="row length in tokens")
-    g.add_argument("--device-batch-size", type=batch_size_or_auto, default=None,
-                   help="rows per device per micro-step, or 'auto' (largest power of two <= 32 that fits memory and divides the total batch)")
+    g.add_argument("--device-batch-size", type=batch_size_or_auto, default=None, help=DEVICE_BATCH_HELP)
     g.add_argument("--total-batch-size", type=int, default=None, help="tokens per optimizer step")
-    g.add_argument("--embedding-lr", type=float, default=None,
-                   help="AdamW LR of wte and value embeddings, as base_train's flag (scaled by sqrt(batch / 2^19))")
-    g.add_argument("--unembedding-lr", type=float, default=None, help="AdamW LR of lm_head, as base_train's flag")
-    g.add_argument("--matrix-lr", type=float, default=None, help="Muon LR of the block matrices, as base_train's flag")
-    g.add_argument("--init-lr-frac", type=fraction("--init-lr-frac"), default=0.8,
-                   help="peak LRs as a fraction of the base run's, in [0.0, 1.0]")
-    g.add_argument("--warmup-ratio", type=fraction("--warmup-ratio"), default=0.0,
-                   help="fraction of training for the linear LR warmup, in [0.0, 1.0] (0 = none)")
-    g.add_argument("--warmdown-ratio", type=fraction("--warmdown-ratio"), default=0.5,
-                   help="fraction of training for the linear LR warmdown, in [0.0, 1.0]")
-    g.add_argument("--final-lr-frac", type=fraction("--final-lr-frac"), default=0.0,
-                   help="final LR as a fraction of the peak, in [0.0, 1.0]")
+    add_lr_flag(g, "embedding_lr", None, ", as base_train's flag (scaled by sqrt(batch / 2^19))")
+    add_lr_flag(g, "unembedding_lr", None, ", as base_train's flag")
+    add_lr_flag(g, "matrix_lr", None, ", as base_train's flag")
+    add_fraction_flag(g, "init_lr_frac", 0.8, "peak LRs as a fraction of the base run's, in [0.0, 1.0]")
+    add_fraction_flag(g, "warmup_ratio", 0.0,
+                      "fraction of training for the linear LR warmup, in [0.0, 1.0] (0 = none)")
+    add_fraction_flag(g, "warmdown_ratio", 0.5, "fraction of training for the linear LR warmdown, in [0.0, 1.0]")
+    add_fraction_flag(g, "final_lr_frac", 0.0, "final LR as a fraction of the peak, in [0.0, 1.0]")
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval-every", type=int, default=200, help="validation bpb every N steps and at the end (<= 0 = never)")
     g.add_argument("--eval-tokens", type=int, default=40 * 524288, help="tokens per validation bpb")
@@ -128,12 +101,5 @@ def validate_sft_args(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def parse_sft_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = build_sft_parser()
-    # JSONL files may come before, between or after the flags
-    return validate_or_exit(parser, validate_sft_args, parser.parse_intermixed_args(argv))
-
-
-def make_sft_args(**overrides) -> argparse.Namespace:
-    """A Namespace with the CLI's defaults and `overrides` (python names), validated like the CLI."""
-    return make_namespace("chat_sft", build_sft_parser(), validate_sft_args, overrides)
+CHAT_SFT_FLAGS = CommandFlags("chat_sft", build_sft_parser, validate_sft_args, intermixed=True)  # JSONL files anywhere
+parse_sft_args, make_sft_args = CHAT_SFT_FLAGS.parse, CHAT_SFT_FLAGS.make

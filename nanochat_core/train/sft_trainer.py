@@ -2,7 +2,7 @@
 
 The base checkpoint gives the model, the defaults of every batch and LR flag left at None (from its
 meta) and, with --load-optimizer 1, the optimizer's momentum buffers; the LRs are then reset to
-this run's. The loop is base training's (trainer_loop.py): gradient accumulation, periodic val
+this run's. The loop is base training's (trainer_loop.py, token_trainer.py): gradient accumulation, periodic val
 bpb and ChatCORE, checkpoints at --save-every, at the end and on SIGINT/SIGTERM, exact resume, the
 same log lines plus the epoch. The LR multiplier follows training progress (sft_lr_multiplier):
 step / --num-iterations, or with --num-iterations -1 the share of the mixture consumed so far,
@@ -19,13 +19,14 @@ from typing import Callable
 
 from nanochat_core.common import settings
 from nanochat_core.data.sft_loader import initial_state
-from nanochat_core.common.device import init_distributed, print0, resolve_device_type, shutdown_distributed
+from nanochat_core.common.device import print0
 from nanochat_core.model import checkpoint as ckpt
 from nanochat_core.common.collectives import barrier, gather_from_ranks, sum_over_ranks
 from nanochat_core.train.schedules import sft_lr_multiplier, sft_muon_momentum
 from nanochat_core.train.sft_args import IDENTITY_FILE, INHERITED_FLAGS, make_sft_args, parse_sft_args, validate_sft_args
-from nanochat_core.train.tracking import check_tracking_available, make_tracker
-from nanochat_core.train.trainer_loop import TrainingLoop, step_line
+from nanochat_core.train.start_checkpoints import ParentCheckpoint, load_own_checkpoint, train_mode_model
+from nanochat_core.train.token_trainer import TokenTrainer, step_line
+from nanochat_core.train.tracking import make_tracker
 from nanochat_core.train.core_hook import is_absent
 
 __all__ = ["train_sft", "make_sft_args", "parse_sft_args"]
@@ -41,26 +42,16 @@ def train_sft(args, on_metrics: Callable[[dict], None] | None = None) -> dict:
     lrm, dt, tok_per_sec, mfu, total_time, progress, epoch}, after every validation with {step, val_bpb}
     and after every ChatCORE with {step, chatcore}.
     """
-    args = validate_sft_args(args)
-    settings.load_dotenv_file()
-    device_type = resolve_device_type(args.device_type)
-    check_tracking_available(args.run)  # refuse before any work or any file is written
-    info = init_distributed(device_type)
-    try:
-        return SFTTrainer(args, device_type, info, on_metrics).run()
-    finally:
-        shutdown_distributed()
+    return SFTTrainer.train(validate_sft_args(args), on_metrics)
 
 
-class SFTTrainer(TrainingLoop):
+class SFTTrainer(TokenTrainer):
     def __init__(self, args, device_type, info, on_metrics):
         super().__init__(args, device_type, info, on_metrics)
-        self.base_tag = args.model_tag or ckpt.find_largest_model_tag()
-        base_dir = ckpt.checkpoint_dir(self.base_tag)
-        self.base_step = args.model_step if args.model_step is not None and args.model_step >= 0 \
-            else ckpt.find_last_step(base_dir)
-        base_meta = ckpt.load_meta(base_dir, self.base_step)
-        print0(f"Base model: {ckpt.meta_path(base_dir, self.base_step)}")
+        base = ParentCheckpoint.find(args.model_tag, args.model_step)
+        self.base_tag, self.base_step = base.tag, base.step
+        base_meta = base.meta()
+        print0(f"Base model: {base.meta_path}")
         self._inherit(base_meta)
         if args.load_optimizer and args.resume_from_step < 0:
             self._check_optimizer_sharding(base_meta.get("world_size"))
@@ -73,14 +64,13 @@ class SFTTrainer(TrainingLoop):
         if resume is not None:
             model_state, optim_state, meta, loader_state = resume
         elif args.load_optimizer:
-            model_state, optim_state, meta = self._load_base_with_optimizer(base_dir)
+            model_state, optim_state, meta = self._load_base_with_optimizer(base)
             loader_state = None
         else:
-            model_state, _, meta = ckpt.load_checkpoint(base_dir, self.base_step, device=self.device)
+            model_state, _, meta = base.load(self.device)
             optim_state, loader_state = None, None
         self.model_config = meta["model_config"]
-        self.orig_model = ckpt.build_model(model_state, meta, self.device)
-        self.orig_model.train()
+        self.orig_model = train_mode_model(model_state, meta, self.device)
         del model_state
         self.param_counts = self.orig_model.num_scaling_params()
         self.flops_per_token = self.orig_model.estimate_flops()
@@ -156,10 +146,9 @@ class SFTTrainer(TrainingLoop):
                              f"{base_world_size} process(es), this run has {world}; run SFT with "
                              f"{base_world_size} process(es) or pass --load-optimizer 0")
 
-    def _load_base_with_optimizer(self, base_dir):
+    def _load_base_with_optimizer(self, base: ParentCheckpoint):
         try:
-            return ckpt.load_checkpoint(base_dir, self.base_step, device=self.device, load_optimizer=True,
-                                        rank=self.info.rank)
+            return base.load(self.device, load_optimizer=True, rank=self.info.rank)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{e}; or pass --load-optimizer 0 to start SFT with a fresh optimizer") from None
 
@@ -168,20 +157,12 @@ class SFTTrainer(TrainingLoop):
         a = self.args
         if a.resume_from_step < 0:
             return None
-        model_state, optim_state, meta = ckpt.load_checkpoint(
-            self.ckpt_dir, a.resume_from_step, device=self.device, load_optimizer=True, rank=self.info.rank)
-        where = ckpt.meta_path(self.ckpt_dir, meta["step"])
-        # Resuming with other data or geometry would silently train on something else.
         expected = {"total_batch_size": self.total_batch_size, "max_seq_len": self.seq_len,
                     "world_size": self.info.world_size, "base_model_tag": self.base_tag, "base_step": self.base_step}
         # the mixture's make-up (not the wording of why a source was left out)
         expected |= {f"mixture.{k}": v for k, v in self.data.meta().items() if k in MIXTURE_IDENTITY}
-        saved = meta | {f"mixture.{k}": v for k, v in meta.get("mixture", {}).items()}
-        for key, value in expected.items():
-            if saved.get(key) != value:
-                raise ValueError(f"--resume-from-step {a.resume_from_step}: {where} has a different {key} than this run "
-                                 f"({saved.get(key)!r} vs {value!r}); resume with the original run's flags, data "
-                                 "and number of processes")
+        model_state, optim_state, meta = load_own_checkpoint(self.ckpt_dir, a.resume_from_step, self.device,
+                                                             self.info.rank, expected, "data")
         self._continue_from(meta)
         ranks = meta["dataloader_state_dict"]["ranks"]
         self.consumed = sum(s["consumed"] for s in ranks)
@@ -305,17 +286,19 @@ class SFTTrainer(TrainingLoop):
             "epoch_progress": self.consumed / len(self.data.train),
             "num_iterations": self.args.num_iterations if not self.epoch_mode else (step if finished else -1),
             "finished": finished, "world_size": self.info.world_size, "flops_per_token": self.flops_per_token,
-            "tokens_trained": step * self.total_batch_size, "throughput": self.throughput(),
+            "tokens_trained": step * self.total_batch_size, "throughput": self.throughput(step),
         }
         if self.chatcore_at is not None and self.chatcore_at[0] == step:  # only a score of these very weights
             meta["chatcore"], meta["chatcore_partial"] = self.chatcore_at[1:]
         self._write_checkpoint(step, meta)
 
     # ---- the loop ---------------------------------------------------------------------------
-    def _after_step(self) -> None:
+    def train_step(self, step: int) -> tuple[float, float]:
+        loss, lrm = super().train_step(step)
         # Conversations consumed by every rank decide the epoch's end: all ranks stop at the same step.
         self.consumed, self.too_long = sum_over_ranks(
             [self.loader_state["consumed"], self.loader_state["too_long"]], self.device)
+        return loss, lrm
 
     def log_step(self, step: int, loss: float, lrm: float, dt: float) -> None:
         metrics = self._step_metrics(step, loss, lrm, dt)
@@ -326,11 +309,11 @@ class SFTTrainer(TrainingLoop):
         print0(step_line(where, metrics, f"epoch: {epoch} | "))
         self._report(metrics | {"progress": progress, "epoch": epoch})
 
-    def summary(self, interrupted: bool) -> dict:
-        num_iterations = self.args.num_iterations if not self.epoch_mode else self.step
+    def summary(self, step: int, interrupted: bool) -> dict:
+        num_iterations = self.args.num_iterations if not self.epoch_mode else step
         note = f"; {self.too_long:,} conversation(s) longer than a row of {self.seq_len + 1} tokens were left out"
         mixture = self.data.meta()
-        return self._summary(interrupted, num_iterations, self.output_tag, note) | {
+        return self._summary(step, interrupted, num_iterations, self.output_tag, note) | {
             "base_model_tag": self.base_tag, "base_step": self.base_step,
             "mixture": {s["name"]: s["conversations"] * s["epochs"] for s in mixture["sources"]},
             "mixture_left_out": {m["name"]: m["reason"] for m in mixture["left_out"]},

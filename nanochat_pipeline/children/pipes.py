@@ -32,6 +32,17 @@ def child_parser(module: str, description: str, flags: list[tuple[str, dict]], j
     return p
 
 
+def child_main(argv: list[str] | None, parser: argparse.ArgumentParser, asset: str, curve_name: str,
+               start: Callable[[argparse.Namespace], Callable], metadata_of: Callable) -> int:
+    """A child's `main`: its flags, then start(cli) -> train(on_metrics) (the core's flags are built and
+    checked there, before Pipes opens), then report_training for `asset`'s cell --model-tag, with
+    metadata_of(cli, summary, meta, model_file) -> Dagster metadata."""
+    cli = parser.parse_args(argv)
+    train = start(cli)
+    return report_training(asset, cli.model_tag, cli.resume_from_step, train, curve_name,
+                           lambda summary, meta, model_file: metadata_of(cli, summary, meta, model_file))
+
+
 def report_training(asset: str, model_tag: str, resume_from_step: int, train: Callable, curve_name: str,
                     metadata_of: Callable[[dict, dict, Path], dict]) -> int:
     """Run train(on_metrics) -> summary under Pipes for `asset`'s cell `model_tag`; return the exit status.

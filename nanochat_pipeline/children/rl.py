@@ -8,11 +8,12 @@ imports Dagster. By hand:
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 
 from nanochat_pipeline.children import RL_CHILD_MODULE
-from nanochat_pipeline.children.pipes import child_parser, report_training
+from nanochat_pipeline.children.pipes import child_main, child_parser
 
 RL_LOSS_CURVE_NAME = "rl_loss_curve.png"
 
@@ -46,17 +47,17 @@ def rl_metadata(summary: dict, model_file) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    from nanochat_core.train.rl_args import make_rl_args
-    from nanochat_core.train.rl_trainer import train_rl
+def start_rl(cli) -> functools.partial:
+    """chat_rl on the cell's SFT checkpoint, into the cell's RL folder."""
+    from nanochat_core.train.rl_trainer import make_rl_args, train_rl
 
-    cli = build_parser().parse_args(argv)
-    args = make_rl_args(model_tag=cli.model_tag, task_data=cli.task_data, resume_from_step=cli.resume_from_step,
-                        **json.loads(cli.rl_json))
-    return report_training(
-        "rl_model", cli.model_tag, cli.resume_from_step, lambda on_metrics: train_rl(args, on_metrics=on_metrics),
-        RL_LOSS_CURVE_NAME,
-        lambda summary, meta, model_file: rl_metadata(summary, model_file))
+    return functools.partial(train_rl, make_rl_args(model_tag=cli.model_tag, task_data=cli.task_data,
+                                                    resume_from_step=cli.resume_from_step, **json.loads(cli.rl_json)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return child_main(argv, build_parser(), "rl_model", RL_LOSS_CURVE_NAME, start_rl,
+                      lambda cli, summary, meta, model_file: rl_metadata(summary, model_file))
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ never imports Dagster. By hand:
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 
 from nanochat_pipeline.children import SFT_CHILD_MODULE
-from nanochat_pipeline.children.pipes import child_parser, report_training
+from nanochat_pipeline.children.pipes import child_main, child_parser
 
 SFT_LOSS_CURVE_NAME = "sft_loss_curve.png"
 
@@ -43,17 +44,18 @@ def sft_metadata(summary: dict, model_file) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    from nanochat_core.train.sft_args import make_sft_args
-    from nanochat_core.train.sft_trainer import train_sft
+def start_sft(cli) -> functools.partial:
+    """chat_sft on the cell's base checkpoint, into the cell's SFT folder (the same tag)."""
+    from nanochat_core.train.sft_trainer import make_sft_args, train_sft
 
-    cli = build_parser().parse_args(argv)
-    args = make_sft_args(model_tag=cli.model_tag, output_tag=cli.model_tag, identity=cli.identity,
-                         task_data=cli.task_data, resume_from_step=cli.resume_from_step, **json.loads(cli.sft_json))
-    return report_training(
-        "sft_model", cli.model_tag, cli.resume_from_step, lambda on_metrics: train_sft(args, on_metrics=on_metrics),
-        SFT_LOSS_CURVE_NAME,
-        lambda summary, meta, model_file: sft_metadata(summary, model_file))
+    return functools.partial(train_sft, make_sft_args(
+        model_tag=cli.model_tag, output_tag=cli.model_tag, identity=cli.identity, task_data=cli.task_data,
+        resume_from_step=cli.resume_from_step, **json.loads(cli.sft_json)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return child_main(argv, build_parser(), "sft_model", SFT_LOSS_CURVE_NAME, start_sft,
+                      lambda cli, summary, meta, model_file: sft_metadata(summary, model_file))
 
 
 if __name__ == "__main__":

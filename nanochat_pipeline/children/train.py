@@ -9,12 +9,13 @@ by hand too: outside Dagster, Pipes falls back to a stub context and it simply t
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
 
 from nanochat_pipeline.children import TRAIN_CHILD_MODULE
-from nanochat_pipeline.children.pipes import child_parser, report_training
+from nanochat_pipeline.children.pipes import child_main, child_parser
 
 LOSS_CURVE_NAME = "loss_curve.png"
 
@@ -27,11 +28,12 @@ def build_parser():
         "--train-json", "base_train")
 
 
-def cell_metadata(summary: dict, meta: dict, target_flops: float, depth: int, checkpoint: Path) -> dict:
+def cell_metadata(cli, summary: dict, meta: dict, checkpoint: Path) -> dict:
     """Numeric metadata (plotted across materializations) plus what scaling_results needs."""
     from nanochat_core.scaling.results_csv import row_from_training, shape_from_meta
 
-    row = row_from_training(target_flops, depth, meta["model_config"]["n_embd"], summary, shape_from_meta(meta))
+    row = row_from_training(cli.target_flops, cli.depth, meta["model_config"]["n_embd"], summary,
+                            shape_from_meta(meta))
     metadata = {k: v for k, v in row.items() if v is not None}
     metadata.update({
         "val_bpb": summary["val_bpb"] if summary["val_bpb"] is not None else float("nan"),
@@ -44,17 +46,18 @@ def cell_metadata(summary: dict, meta: dict, target_flops: float, depth: int, ch
     return metadata
 
 
-def main(argv: list[str] | None = None) -> int:
+def start_base(cli) -> functools.partial:
+    """base_train for the cell: its depth and FLOP budget, the preset's other flags."""
     from nanochat_core.train.args import make_args
     from nanochat_core.train.base_trainer import train_base
 
-    cli = build_parser().parse_args(argv)
     args = make_args(depth=cli.depth, target_flops=cli.target_flops, model_tag=cli.model_tag,
                      resume_from_step=cli.resume_from_step, **json.loads(cli.train_json))
-    return report_training(
-        "base_model", cli.model_tag, cli.resume_from_step, lambda on_metrics: train_base(args, on_metrics=on_metrics),
-        LOSS_CURVE_NAME,
-        lambda summary, meta, model_file: cell_metadata(summary, meta, cli.target_flops, cli.depth, model_file))
+    return functools.partial(train_base, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return child_main(argv, build_parser(), "base_model", LOSS_CURVE_NAME, start_base, cell_metadata)
 
 
 if __name__ == "__main__":
