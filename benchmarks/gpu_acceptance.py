@@ -80,7 +80,7 @@ chatcore_every = -1
 [evaluation]
 offline = true
 core_max_per_task = 20
-chat_tasks = ["Arithmetic"]
+chat_tasks = "Arithmetic"
 chat_max_problems = 20
 chat_cells = ["d4|3e14"]
 """,
@@ -137,7 +137,7 @@ chatcore_every = -1
 [evaluation]
 offline = true
 core_max_per_task = 2
-chat_tasks = ["Arithmetic"]
+chat_tasks = "Arithmetic"
 chat_max_problems = 2
 chat_cells = ["d2|1e10"]
 """,

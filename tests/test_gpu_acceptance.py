@@ -86,3 +86,17 @@ def test_gpu_profile_refuses_a_machine_without_cuda(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "no CUDA device" in proc.stderr
     assert not (tmp_path / "g.json").exists()
+
+
+@pytest.mark.parametrize("profile", ["gpu", "smoke"])
+def test_each_profile_preset_is_a_valid_two_cell_preset(profile, tmp_path):
+    from nanochat_core.tasks.registry import EVAL_TASKS
+    from nanochat_pipeline.presets import load_preset
+
+    ga = load_script()
+    path = tmp_path / f"{profile}.toml"
+    path.write_text(ga.PROFILES[profile]["preset"])
+    preset = load_preset(str(path))
+    assert len(preset.depth_keys) * len(preset.flops_keys) == 2
+    assert preset.train["device_type"] == ga.PROFILES[profile]["device"]
+    assert all(task in EVAL_TASKS for task in preset.evaluation["chat_tasks"].split("|"))
