@@ -266,7 +266,12 @@ class GPT(nn.Module):
         cos, sin = self.rotary(t0, T)
         if self.attention is None:  # a model nobody configured (eval, chat): the automatic choice, inference
             self.set_attention("auto", training=False)
-        attention = (self.attention.backend, self.attention_masks)
+        backend = self.attention.backend
+        if backend == "flex" and kv_cache is not None:
+            # prompts come in every length: a flex kernel compiled per length would cost more than it saves, so
+            # a cached prefill takes SDPA (is_causal, or a mask where a window cuts it); decoding is mask-free anyway
+            backend = "sdpa"
+        attention = (backend, self.attention_masks)
 
         x = norm(self.transformer.wte(idx).to(dtype))
         x0 = x
