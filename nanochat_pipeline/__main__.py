@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             from nanochat_pipeline.ladder import run_ladder
 
             terminal = Terminal(console)
-            code = run_ladder(preset, instance, lambda defs: run_main_job(defs, preset, instance, terminal, yes=args.yes),
-                              terminal.say)
+            # the main job has just run the whole grid (code 0): the ladder goes straight to its rounds
+            code = run_ladder(preset, instance, lambda defs: 0, terminal.say)
     if log_path is not None:
         print(f"log: {log_path}")
     return code

@@ -8,6 +8,8 @@ arbitrary-Python conditions), so the sensor evaluates in the code server (use_us
 """
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 
@@ -42,6 +44,8 @@ def declared_only(condition: dg.AutomationCondition, cells: list[str]) -> dg.Aut
 
 
 def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
-    return dg.AutomationConditionSensorDefinition(
-        "nanochat_automation_sensor", target=dg.AssetSelection.all(),
-        default_status=dg.DefaultSensorStatus.STOPPED, use_user_code_server=True)
+    with warnings.catch_warnings():  # use_user_code_server is beta in Dagster 1.13; said here, not at every load
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.AutomationConditionSensorDefinition(
+            "nanochat_automation_sensor", target=dg.AssetSelection.all(),
+            default_status=dg.DefaultSensorStatus.STOPPED, use_user_code_server=True)

@@ -73,13 +73,30 @@ def _flops_key(budget: float, grid_flops: list[str]) -> str:
 
 
 def next_step(fit: dict, preset: Preset, known: dict[str, str], grid_flops: list[str]) -> LadderStep:
+    """The cells to train next, or why the ladder stops. Stop rules, in order: a credible law from
+    target_budgets bracketed budgets (and, with target_ci_width, an N_opt exponent interval at most
+    that wide); otherwise the proposals (cells_to_add; past a credible law, cells_to_narrow) within
+    the bounds, and a stop naming the bound when none is left."""
     bounds = preset.ladder
     bracketed = sum(b["bracketed"] for b in fit["budgets"])
+    goal = bounds.get("target_ci_width")
+    rec = fit["recommendation"]
+    proposals = rec["cells_to_add"]
     if fit["credible"] and bracketed >= bounds["target_budgets"]:
-        return LadderStep(stop=f"credible law from {bracketed} bracketed budgets (target {bounds['target_budgets']})")
+        credible = f"credible law from {bracketed} bracketed budgets (target {bounds['target_budgets']})"
+        if goal is None:
+            return LadderStep(stop=credible)
+        width = rec.get("n_opt_exponent_ci_width")
+        if width is not None and width <= goal:
+            return LadderStep(stop=f"{credible}, N_opt exponent interval {width:.2f} wide (target_ci_width {goal:g})")
+        proposals = rec.get("cells_to_narrow") or []
+        if not proposals:
+            return LadderStep(stop=f"{credible}, but the N_opt exponent interval is "
+                                   f"{'not known' if width is None else f'{width:.2f} wide'} (target_ci_width "
+                                   f"{goal:g}) and no cell is proposed to narrow it: {rec.get('narrowing_note')}")
     room = bounds["max_cells"] - len(read_ladder_cells(preset.root))
     step = LadderStep(stop=None)
-    for cell in fit["recommendation"]["cells_to_add"]:
+    for cell in proposals:
         key = f"d{cell['depth']}|{_flops_key(cell['flops_budget'], grid_flops)}"
         if cell["depth"] > bounds["max_depth"]:
             step.held_back.append(f"{key}: depth above [ladder] max_depth = {bounds['max_depth']}")
@@ -94,7 +111,9 @@ def next_step(fit: dict, preset: Preset, known: dict[str, str], grid_flops: list
             step.cells.append({"depth": cell["depth"], "flops": key.split("|")[1], "why": cell["why"], "key": key})
     if not step.cells:
         why = "; ".join(step.held_back) or "the fit proposes no cell (" + "; ".join(fit["problems"]) + ")"
-        step.stop = f"no credible law and a bound is reached: {why}"
+        state = ("credible law, N_opt exponent interval wider than target_ci_width" if fit["credible"]
+                 else "no credible law")
+        step.stop = f"{state} and a bound is reached: {why}"
     return step
 
 
@@ -158,7 +177,8 @@ def run_ladder(preset: Preset, instance: dg.DagsterInstance, run_main_job, log) 
         print_ = fingerprint(preset, instance, graph.get(BASE_MODEL).code_version)
         step = next_step(fit, preset, known_cells(instance, print_), grid_flops(partitions))
         if step.stop:
-            log(f"ladder: stopped after {round_} round(s): {step.stop}")
+            added = len(read_ladder_cells(preset.root))
+            log(f"ladder: stopped after {round_} round(s), {added} cell(s) added in all: {step.stop}")
             return 0
         round_ += 1
         _record(preset, step.cells)
@@ -174,4 +194,6 @@ def run_ladder(preset: Preset, instance: dg.DagsterInstance, run_main_job, log) 
         if not result.success:
             log("  scaling_results: FAILED")
             return 1
+        refit = read_fit(preset) or {}
+        log("  refit: " + " | ".join((refit.get("verdict") or "no verdict").splitlines()))
     return rc

@@ -11,7 +11,7 @@ from nanochat_core.cli import scaling_analysis
 from nanochat_core.scaling import approach3
 from nanochat_core.scaling.backtest import backtest_line
 from nanochat_core.scaling.fit import analyze
-from nanochat_core.scaling.results_csv import read_scaling_csv, write_scaling_csv
+from nanochat_core.scaling.results_csv import read_scaling_csv
 from scaling_fixtures import ALPHA, BETA, A, B, E, law_rows, true_n_opt
 
 DEMO_CSV = Path(__file__).parent / "scaling_demo_results.csv"

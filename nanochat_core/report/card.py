@@ -142,7 +142,10 @@ def build_report(model_tag: str, root: Path | None = None, start_time: datetime 
               "summary": summary, "summary_stderr": stderr, "summary_empty": _why_empty(sections, summary),
               "rl_held_out": _rl_held_out(sections),
               "not_evaluated": _not_evaluated(sections), "timing": _timing(sections, start_time)}
-    return render_markdown(report), report
+    from nanochat_core.report.scaling_section import scaling_markdown, scaling_section
+
+    report["scaling"] = scaling_section(root)  # the sweep's law, its backtest and plans (H3's fit.json), if any
+    return "\n".join([render_markdown(report).rstrip("\n"), *scaling_markdown(report["scaling"])]) + "\n", report
 
 
 def report_paths(model_tag: str, root: Path | None = None) -> tuple[Path, Path]:

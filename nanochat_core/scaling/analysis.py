@@ -38,7 +38,8 @@ def analyze_csv(csv_path: str | Path, output_dir: str | Path | None = None, next
                   target_budgets=target_budgets, backtest=backtest, backtest_budget=backtest_budget,
                   target_flops=target_flops)
     fit_json = out / FIT_FILE
-    write_json_atomic(fit_json, {**fit.to_json(), "verdict": verdict(fit)})  # the verdict as printed, for readers of the file
+    # the verdict and the plans as printed, for readers of the file (the main job's summary, the report card)
+    write_json_atomic(fit_json, {**fit.to_json(), "verdict": verdict(fit), "plan_lines": [plan_line(p) for p in fit.plan]})
     plot = plot_isoflop(fit, out / PLOT_FILE)
     return AnalysisOutput(fit, fit_json, plot, format_summary(fit, csv_path))
 

@@ -20,6 +20,7 @@ import numpy as np
 from nanochat_core.scaling.approach3 import Approach3Fit, fit_approach3
 from nanochat_core.scaling.backtest import empty_backtest, run_backtest
 from nanochat_core.scaling.budget import MIN_POINTS, BudgetFit, fit_budget, resampled_optima
+from nanochat_core.scaling.narrowing import narrowing_cells
 from nanochat_core.scaling.plan import plan_for
 from nanochat_core.scaling.plausibility import plausibility_problems
 from nanochat_core.scaling.proposals import NEXT_BUDGET_STEP, ProposedCell, propose_cells
@@ -266,4 +267,9 @@ def analyze(rows: list[dict], next_budget: float | None = None, bootstrap: int =
     targets = [float(next_budget) if next_budget else largest * NEXT_BUDGET_STEP] if usable else []
     targets += [float(t) for t in target_flops or [] if float(t) not in targets]
     fit.plan = [plan_for(t, fit.approach3, family, usable, rng) for t in targets]
+    # The ladder's target_ci_width rule: the cells expected to narrow the N_opt exponent's interval most.
+    _, narrowing, why = narrowing_cells(usable, fit.budgets, fit.n_law, fit.approach3, family, rng, interval, MIN_USABLE)
+    ci = fit.n_opt_exponent.ci
+    fit.recommendation.update(n_opt_exponent_ci_width=(ci[1] - ci[0]) if ci else None,
+                              cells_to_narrow=[c.to_json() for c in narrowing], narrowing_note=why)
     return fit
