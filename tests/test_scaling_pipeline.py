@@ -169,7 +169,9 @@ def test_run_ladder_trains_the_proposed_cell_and_stops_at_its_bound(tmp_base_dir
         [run] = instance.get_run_records(dg.RunsFilter(tags={FINGERPRINT_TAG: next(iter(
             r.dagster_run.tags[FINGERPRINT_TAG] for r in instance.get_run_records() if FINGERPRINT_TAG in r.dagster_run.tags))}))
         assert run.dagster_run.tags["dagster/partition"] == "d1|8e9"
-        assert said[-1].startswith("ladder: stopped after 1 round(s): no credible law and a bound is reached")
+        assert said[-2].startswith("  refit: no credible law")  # the refit's verdict, then why it stops
+        assert said[-1].startswith("ladder: stopped after 1 round(s), 1 cell(s) added in all: no credible law and a "
+                                   "bound is reached")
         assert [c["depth"] for c in read_ladder_cells(preset.root)] == [1]
         assert read_fit(preset)["budgets"][0]["points"] == 2  # the refit saw the ladder's cell
 
