@@ -10,8 +10,9 @@ import contextlib
 import hashlib
 import http.server
 import json
-import threading
 import urllib.parse
+
+from helpers import serving_http
 
 MAIN = "main"
 
@@ -94,13 +95,8 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
 def serving(monkeypatch, repos: dict[str, dict[str, bytes]], revision: str = MAIN, token: str = "hf_test_token"):
     """Start a FakeHub and point HF_ENDPOINT / HF_TOKEN at it for the test."""
     hub = FakeHub(repos, revision)
-    thread = threading.Thread(target=hub.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("HF_TOKEN", token)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    try:
+    with serving_http(hub):
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", token)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         yield hub
-    finally:
-        hub.shutdown()
-        hub.server_close()

@@ -6,14 +6,19 @@ Nothing here is a test. Import it as `from helpers import ...` (tests/ is on sys
 """
 from __future__ import annotations
 
+import http.server
+import io
 import json
 import os
 import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 # ---------------------------------------------------------------- processes, ports, waiting
@@ -67,6 +72,19 @@ def stop_process_group(proc: subprocess.Popen, sig=signal.SIGTERM, grace: float 
         proc.wait()
 
 
+@contextmanager
+def serving_http(server: http.server.HTTPServer):
+    """Serve `server` (bound to 127.0.0.1) from a thread; yields its base URL; shuts it down after."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
 # ---------------------------------------------------------------- files
 
 
@@ -90,6 +108,16 @@ def write_shards(data_dir: Path, shards: list[list[str]], row_group_size: int, c
                        **({"compression_level": 3} if compression == "zstd" else {}))
         paths.append(path)
     return paths
+
+
+def zipped_folder(src: Path, prefix: str) -> bytes:
+    """`src`'s files as zip bytes, each under `prefix`/ (nanochat's eval bundle zip wraps all in eval_bundle/)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(src.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"{prefix}/{path.relative_to(src)}")
+    return buf.getvalue()
 
 
 # ---------------------------------------------------------------- the generated corpus

@@ -5,19 +5,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import http.server
-import io
 import json
 import random
 import re
-import threading
 import types
-import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from helpers import serving_http, zipped_folder
 from nanochat_core.evaluation import core_bundle
 from nanochat_core.evaluation.core import evaluate_model, format_core, write_results
 from nanochat_core.evaluation.core_scoring import crop_example
@@ -214,21 +212,10 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def bundle_server(tmp_path, monkeypatch):
-    src = write_bundle(tmp_path / "src")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:  # nanochat's zip wraps everything in eval_bundle/
-        for path in sorted(src.rglob("*")):
-            if path.is_file():
-                zf.write(path, f"eval_bundle/{path.relative_to(src)}")
-    RangeHandler.payload, RangeHandler.ranges = buf.getvalue(), []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv(core_bundle.URL_ENV, f"http://127.0.0.1:{server.server_address[1]}/eval_bundle.zip")
-    yield RangeHandler
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    RangeHandler.payload, RangeHandler.ranges = zipped_folder(write_bundle(tmp_path / "src"), "eval_bundle"), []
+    with serving_http(http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)) as url:
+        monkeypatch.setenv(core_bundle.URL_ENV, f"{url}/eval_bundle.zip")
+        yield RangeHandler
 
 
 def test_download_resumes_records_sha256_and_extracts_atomically(tmp_path, bundle_server):

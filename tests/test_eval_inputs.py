@@ -4,17 +4,16 @@ Dagster instance."""
 from __future__ import annotations
 
 import http.server
-import io
 import shutil
 import socket
 import threading
 import time
-import zipfile
 
 import dagster as dg
 import pytest
 
-from helpers import latest_materialization, materialize, metadata_values, tiny_defs, write_tiny_preset
+from helpers import (latest_materialization, materialize, metadata_values, serving_http, tiny_defs,
+                     write_tiny_preset, zipped_folder)
 from nanochat_core.evaluation import reachability
 from nanochat_core.evaluation.core import evaluate_model
 from nanochat_core.evaluation.core_bundle import BUNDLE_DIR_ENV, URL_ENV
@@ -72,20 +71,9 @@ class BundleHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def bundle_server(tmp_path):
-    src = write_bundle(tmp_path / "served")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for path in sorted(src.rglob("*")):
-            if path.is_file():
-                zf.write(path, f"eval_bundle/{path.relative_to(src)}")
-    BundleHandler.payload, BundleHandler.requests = buf.getvalue(), []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BundleHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", BundleHandler
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    BundleHandler.payload, BundleHandler.requests = zipped_folder(write_bundle(tmp_path / "served"), "eval_bundle"), []
+    with serving_http(http.server.ThreadingHTTPServer(("127.0.0.1", 0), BundleHandler)) as url:
+        yield url, BundleHandler
 
 
 @pytest.fixture
