@@ -68,7 +68,10 @@ def scaling_verdict(instance: dg.DagsterInstance, default_fit_json: Path) -> str
     if isinstance(verdict, str) and verdict:
         line = verdict.strip().splitlines()[0]
         judged = {True: " (credible)", False: " (not credible)"}.get(credible, "")
-        return line + ("" if "credible" in line.lower() else judged)  # unless the verdict says so itself
+        # the backtest's line (how the law on the smaller budgets predicted the largest), when recorded
+        backtest = next((b for b in verdict.splitlines()[1:] if b.startswith("backtest")), None)
+        return (line + ("" if "credible" in line.lower() else judged)  # unless the verdict says so itself
+                + (f"\n  {backtest}" if backtest else ""))
     ratio = fit.get("optimal_ratio")
     ratio = ratio.get("value") if isinstance(ratio, dict) else ratio
     if isinstance(ratio, (int, float)):

@@ -77,6 +77,11 @@ def test_the_verdict_and_fit_json_carry_the_backtest(tmp_path, capsys):
     assert line == backtest_line(bt) and "predicted the 2.5e+11 budget's 4 cells within" in line
     printed = capsys.readouterr().out
     assert printed.splitlines()[1] == line  # the terminal shows it right under the law
+    import dagster as dg
+
+    from nanochat_pipeline.run_records import scaling_verdict
+    with dg.instance_for_test() as instance:  # the main job's and status's scaling line carry it too
+        assert scaling_verdict(instance, out / "fit.json").splitlines()[1] == f"  {line}"
 
 
 def test_another_held_out_budget_none_and_a_budget_the_rows_lack(tmp_path, capsys):
