@@ -224,6 +224,7 @@ def main_job(run: Run) -> dict:
     preset = run.work / f"{run.profile}_preset.toml"
     preset.write_text(run.cfg["preset"])
     env = {**run.env, "NANOCHAT_BASE_DIR": str(run.base)}
+    started = time.time()  # only this run's materializations count (a re-run skips what is up to date)
     code, out, wall = run.command("main_job", [sys.executable, "-m", "nanochat_pipeline", "run", "--preset",
                                                str(preset), "--yes", "-v"], env)
     require(code, out, "the main job")
@@ -235,8 +236,11 @@ def main_job(run: Run) -> dict:
         for asset in ("base_model", "sft_model", "rl_model"):
             key = dg.AssetKey(asset)
             for partition in instance.get_materialized_partitions(key) or []:
-                event = instance.get_latest_materialization_event(key, partition)
-                seconds = event.asset_materialization.metadata.get("training_seconds") if event else None
+                records = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
+                if not records or records[0].timestamp < started:
+                    continue
+                seconds = records[0].asset_materialization.metadata.get("training_seconds")
                 training += float(seconds.value) if seconds is not None else 0.0
     root = run.base / "pipeline" / tomllib.loads(run.cfg["preset"])["name"]  # the preset's root (presets.py)
     if not (root / "tokenizer").is_dir():
