@@ -46,10 +46,14 @@ def simulate(target: float, noise: float, seed: int, log) -> dict:
             f"{'none' if width is None else f'{width:.3f}'}, cells so far {len(added)}")
         if fit.credible and width is not None and width <= target:
             return {"reached": True, "cells": len(added), "minutes": seconds / 60, "width": width, "added": added}
-        proposals = rec["cells_to_narrow"] if fit.credible else rec["cells_to_add"]
         have = {(r["flops_budget"], r["depth"]) for r in rows}
-        new = [c for c in proposals if c["depth"] <= MAX_DEPTH and c["flops_budget"] <= max_flops
-               and (c["flops_budget"], c["depth"]) not in have][:MAX_CELLS - len(added)]
+        new = []
+        # as the ladder: past a credible law the first narrowing candidate its bounds allow, else cells_to_add
+        for proposals in (rec["narrowing_candidates"] if fit.credible else [rec["cells_to_add"]]):
+            new = [c for c in proposals if c["depth"] <= MAX_DEPTH and c["flops_budget"] <= max_flops
+                   and (c["flops_budget"], c["depth"]) not in have][:MAX_CELLS - len(added)]
+            if new:
+                break
         if not new:
             return {"reached": False, "cells": len(added), "minutes": seconds / 60, "width": width, "added": added,
                     "why": "a bound is reached or nothing is proposed"}

@@ -89,11 +89,28 @@ def next_step(fit: dict, preset: Preset, known: dict[str, str], grid_flops: list
         width = rec.get("n_opt_exponent_ci_width")
         if width is not None and width <= goal:
             return LadderStep(stop=f"{credible}, N_opt exponent interval {width:.2f} wide (target_ci_width {goal:g})")
-        proposals = rec.get("cells_to_narrow") or []
-        if not proposals:
+        candidates = rec.get("narrowing_candidates") or ([rec["cells_to_narrow"]] if rec.get("cells_to_narrow") else [])
+        if not candidates:
             return LadderStep(stop=f"{credible}, but the N_opt exponent interval is "
                                    f"{'not known' if width is None else f'{width:.2f} wide'} (target_ci_width "
                                    f"{goal:g}) and no cell is proposed to narrow it: {rec.get('narrowing_note')}")
+        held_back: list[str] = []
+        for cells in candidates:  # narrowest expected interval first: the first one the bounds allow
+            step = _within_bounds(cells, fit, preset, known, grid_flops)
+            if step.cells:
+                step.held_back = held_back + step.held_back
+                return step
+            held_back += [h for h in step.held_back if h not in held_back]
+        return LadderStep(stop="credible law, N_opt exponent interval wider than target_ci_width and a bound is "
+                               "reached: " + "; ".join(held_back), held_back=held_back)
+    return _within_bounds(proposals, fit, preset, known, grid_flops)
+
+
+def _within_bounds(proposals: list[dict], fit: dict, preset: Preset, known: dict[str, str],
+                   grid_flops: list[str]) -> LadderStep:
+    """The proposals the [ladder] bounds allow (the rest held back, each with its reason); a stop
+    naming the bounds when none is allowed."""
+    bounds = preset.ladder
     room = bounds["max_cells"] - len(read_ladder_cells(preset.root))
     step = LadderStep(stop=None)
     for cell in proposals:
@@ -111,8 +128,7 @@ def next_step(fit: dict, preset: Preset, known: dict[str, str], grid_flops: list
             step.cells.append({"depth": cell["depth"], "flops": key.split("|")[1], "why": cell["why"], "key": key})
     if not step.cells:
         why = "; ".join(step.held_back) or "the fit proposes no cell (" + "; ".join(fit["problems"]) + ")"
-        state = ("credible law, N_opt exponent interval wider than target_ci_width" if fit["credible"]
-                 else "no credible law")
+        state = "no credible law" if not fit["credible"] else "fewer bracketed budgets than [ladder] target_budgets"
         step.stop = f"{state} and a bound is reached: {why}"
     return step
 

@@ -85,3 +85,20 @@ def test_the_narrowing_cells_narrow_the_interval_as_expected(demo_fit):
     # the measured interval narrows from the grid's, to about the expected width
     assert max(widths) < fit.recommendation["n_opt_exponent_ci_width"]
     assert np.median(widths) == pytest.approx(expected, rel=0.35)
+
+
+def test_the_first_narrowing_candidate_the_bounds_allow_is_taken(tmp_base_dir, tmp_path, demo_fit):
+    _, fit = demo_fit
+    data = fit.to_json()
+    beyond = [{"flops_budget": 1e13, "depth": d, "why": "new budget"} for d in (4, 5)]
+    beside = [{"flops_budget": 8e10, "depth": 5, "why": "beside its optimum"}]
+    data["recommendation"] = dict(data["recommendation"], cells_to_narrow=beyond,
+                                  narrowing_candidates=[beyond, beside])
+    preset = preset_with(tmp_path, "target_ci_width = 0.3\nmax_flops = 1e12\n")
+    step = next_step(data, preset, {}, DEMO_FLOPS)
+    assert [c["key"] for c in step.cells] == ["d5|8e10"]  # the better candidate is out of bounds: the next one
+    assert step.held_back == ["d4|1e+13: budget above [ladder] max_flops = 1e+12",
+                              "d5|1e+13: budget above [ladder] max_flops = 1e+12"]
+    # that cell already measured too: nothing left, the stop names every bound met
+    stuck = next_step(data, preset, {"d5|8e10": "already materialized"}, DEMO_FLOPS)
+    assert stuck.cells == [] and "d5|8e10: already materialized" in stuck.stop and "max_flops" in stuck.stop

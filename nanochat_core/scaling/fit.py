@@ -268,8 +268,11 @@ def analyze(rows: list[dict], next_budget: float | None = None, bootstrap: int =
     targets += [float(t) for t in target_flops or [] if float(t) not in targets]
     fit.plan = [plan_for(t, fit.approach3, family, usable, rng) for t in targets]
     # The ladder's target_ci_width rule: the cells expected to narrow the N_opt exponent's interval most.
-    _, narrowing, why = narrowing_cells(usable, fit.budgets, fit.n_law, fit.approach3, family, rng, interval, MIN_USABLE)
+    _, candidates, why = narrowing_cells(usable, fit.budgets, fit.n_law, fit.approach3, family, rng, interval,
+                                         MIN_USABLE)
     ci = fit.n_opt_exponent.ci
     fit.recommendation.update(n_opt_exponent_ci_width=(ci[1] - ci[0]) if ci else None,
-                              cells_to_narrow=[c.to_json() for c in narrowing], narrowing_note=why)
+                              cells_to_narrow=[c.to_json() for c in candidates[0]] if candidates else [],
+                              narrowing_candidates=[[c.to_json() for c in cells] for cells in candidates],
+                              narrowing_note=why)
     return fit

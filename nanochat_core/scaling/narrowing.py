@@ -17,10 +17,11 @@ import numpy as np
 
 from nanochat_core.scaling.approach3 import Approach3Fit, _log_pred
 from nanochat_core.scaling.budget import MIN_POINTS, BudgetFit, fit_budget, resampled_optima
-from nanochat_core.scaling.proposals import NEXT_BUDGET_STEP, ProposedCell
+from nanochat_core.scaling.proposals import NEXT_BUDGET_STEP, ProposedCell, extend_budget
 from nanochat_core.scaling.shape import ModelFamily, effective_params_at, flops_per_token_at
 
 SIMULATED_RESAMPLES = 1000
+MIN_NARROWING = 0.95  # expected width / current width below which a candidate counts
 
 
 def pooled_sigma(budgets: list[BudgetFit]) -> float | None:
@@ -89,8 +90,9 @@ def _beside_optimum(b: BudgetFit, family: ModelFamily) -> ProposedCell | None:
 
 def narrowing_cells(rows: list[dict], budgets: list[BudgetFit], n_law, fit3: Approach3Fit | None,
                     family: ModelFamily | None, rng: np.random.Generator, ci_of,
-                    min_usable: int) -> tuple[float | None, list[ProposedCell], str | None]:
-    """(the current expected width, the cells of the best candidate, why there are none)."""
+                    min_usable: int) -> tuple[float | None, list[list[ProposedCell]], str | None]:
+    """(the current expected width, the candidates' cells, narrowest expected interval first (the
+    ladder takes the first one its bounds allow), why there are none)."""
     if n_law is None:
         return None, [], "no law yet: the cells to add come first"
     if family is None or fit3 is None or fit3.theta is None:
@@ -102,6 +104,8 @@ def narrowing_cells(rows: list[dict], budgets: list[BudgetFit], n_law, fit3: App
     bracketed = [b for b in budgets if b.bracketed]
     candidates = [_next_budget(budgets, n_law, family)]
     candidates += [[c] for c in (_beside_optimum(b, family) for b in bracketed) if c is not None]
+    # a budget the law's optimum left at an edge: the next depth on that side may bracket it
+    candidates += [cells for cells in (extend_budget(b) for b in budgets if not b.bracketed) if cells]
     measured = {(r["flops_budget"], r.get("depth")) for r in rows}
     scored = []
     for cells in candidates:
@@ -114,11 +118,12 @@ def narrowing_cells(rows: list[dict], budgets: list[BudgetFit], n_law, fit3: App
             by_budget.setdefault(r["flops_budget"], []).append(r)
         width = exponent_interval_width([fit_budget(c, rs) for c, rs in sorted(by_budget.items())], sigma, rng, ci_of,
                                         min_usable)
-        if width is not None:
+        # a candidate must narrow it by more than the simulation's own scatter (a few percent) to count
+        if width is not None and (now is None or width < MIN_NARROWING * now):
             scored.append((width, len(cells), cells))
     if not scored:
-        return now, [], "no candidate cell gives a usable interval"
-    width, _, cells = min(scored, key=lambda s: (s[0], s[1]))
-    return now, [ProposedCell(c.flops_budget, c.depth, f"{c.why}; expected N_opt exponent interval width "
-                                                       f"{width:.2f} (now {now:.2f})" if now else c.why)
-                 for c in cells], None
+        return now, [], "no candidate cell is expected to narrow the interval"
+    ranked = sorted(scored, key=lambda s: (s[0], s[1]))
+    return now, [[ProposedCell(c.flops_budget, c.depth, f"{c.why}; expected N_opt exponent interval width "
+                                                        f"{width:.2f}" + (f" (now {now:.2f})" if now else ""))
+                  for c in cells] for width, _, cells in ranked], None
