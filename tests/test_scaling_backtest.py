@@ -184,3 +184,35 @@ def test_a_singular_step_takes_the_least_norm_step():
     noisy = loss + np.random.default_rng(0).normal(0, 0.02, size=(300, len(loss)))
     theta, converged = approach3._refit_batch(theta0, n, d, noisy)
     assert np.isfinite(theta).all() and converged.any()
+
+
+def test_scaling_results_shows_the_backtest_plan_and_declared_cells(tmp_base_dir, tmp_path):
+    """The demo's measured cells reported to a real instance: scaling_results' fit.json and metadata
+    carry the backtest (predictions and measurements) and the plan."""
+    import dagster as dg
+
+    from helpers import tiny_defs, write_tiny_preset
+    from nanochat_core.scaling.results_csv import SCALING_COLUMNS
+    from nanochat_pipeline.ladder import read_fit
+
+    rows = read_scaling_csv(DEMO_CSV)
+    flops = ["2.5e10", "8e10", "2.5e11"]
+    defs, preset = tiny_defs(write_tiny_preset(tmp_path, depths=(1, 2, 3, 4), flops=flops))
+    with dg.instance_for_test() as instance:
+        for row in rows:
+            key = f"d{row['depth']}|{next(f for f in flops if float(f) == row['flops_budget'])}"
+            instance.report_runless_asset_event(dg.AssetMaterialization(
+                asset_key="base_model", partition=key, metadata={c: row[c] for c in SCALING_COLUMNS if row[c] is not None}))
+        result = dg.materialize(list(defs.assets), selection=["scaling_results"], instance=instance,
+                                resources=defs.resources)
+        [materialization] = result.asset_materializations_for_node("scaling_results")
+    metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    fit = read_fit(preset)
+    bt = fit["backtest"]
+    assert bt["held_out_budget"] == 2.5e11 and len(bt["cells"]) == 4
+    assert sorted(c["measured_bpb"] for c in bt["cells"]) == sorted(r["val_bpb"] for r in rows
+                                                                     if r["flops_budget"] == 2.5e11)
+    assert metadata["backtest"] == backtest_line(bt) == fit["verdict"].splitlines()[1]
+    assert metadata["backtest_mean_abs_pct_error"] == pytest.approx(bt["mean_abs_pct_error"])
+    assert metadata["plan"].startswith("plan for 7.91e+11 FLOPs (prediction): N_opt ")
+    assert metadata["declared_cells"] == "12 of the 12 depth x budget partitions are declared cells"
