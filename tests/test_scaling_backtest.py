@@ -216,3 +216,25 @@ def test_scaling_results_shows_the_backtest_plan_and_declared_cells(tmp_base_dir
     assert metadata["backtest_mean_abs_pct_error"] == pytest.approx(bt["mean_abs_pct_error"])
     assert metadata["plan"].startswith("plan for 7.91e+11 FLOPs (prediction): N_opt ")
     assert metadata["declared_cells"] == "12 of the 12 depth x budget partitions are declared cells"
+
+
+def test_the_isoflop_picture_draws_the_held_out_predictions():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nanochat_core.scaling.plot import _draw_backtest
+
+    bt = {"held_out_budget": 1e20, "mean_abs_pct_error": 1.0, "cells": [
+        {"params": 1e8, "predicted_bpb": 2.5, "interval": [2.4, 2.7], "measured_bpb": 2.55},
+        {"params": 2e8, "predicted_bpb": 2.4, "interval": [2.3, 2.5], "measured_bpb": 2.41}]}
+    fig, ax = plt.subplots()
+    _draw_backtest(ax, bt)
+    [container] = ax.containers  # one errorbar series: the predictions with their 95% intervals
+    line, _, (bars,) = container
+    assert list(line.get_ydata()) == [2.5, 2.4]
+    lows = sorted(float(seg[0][1]) for seg in bars.get_segments())
+    assert lows == pytest.approx([2.3, 2.4])  # the bars run from each interval's low end
+    _draw_backtest(ax, {"cells": []})  # no held-out cells (no backtest): nothing more drawn
+    assert len(ax.containers) == 1
+    plt.close(fig)
