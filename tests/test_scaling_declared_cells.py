@@ -63,3 +63,17 @@ def test_the_automation_sensor_requests_declared_cells_only(laddered_preset):
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
         requested = sorted(str(k) for k in result.get_requested_partitions(BASE))
     assert requested == sorted(PRESET_GRID | {LADDER_CELL})
+
+
+def test_status_marks_the_partitions_nobody_declared(laddered_preset):
+    from nanochat_pipeline.cli.status import read_status, render
+
+    path, preset = laddered_preset
+    defs, _ = tiny_defs(path)
+    with dg.instance_for_test() as instance:
+        status = read_status(defs, preset, instance)
+        text = render(status)
+    assert status.declared == PRESET_GRID | {LADDER_CELL}
+    [d3_row] = [line for line in text.splitlines() if line.lstrip().startswith("d3 ")]
+    assert d3_row.split() == ["d3", "missing", "*", "missing"]  # 2e9: not declared (marked); 4e9: the ladder's
+    assert "declared by neither the preset nor the ladder" in text
