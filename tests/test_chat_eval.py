@@ -119,8 +119,9 @@ HUMANEVAL_ROW = {"task_id": "HumanEval/0", "prompt": 'def add(a, b):\n    """Ret
                  "entry_point": "add"}
 
 
-def write_task_data(root: Path, humaneval: bool = True) -> Path:
-    """Release-format files for every chat task (HumanEval optional) under root."""
+def write_scored_task_data(root: Path, humaneval: bool = True) -> Path:
+    """Release-format files for every chat task (HumanEval optional) under root: rows the scripted models
+    here answer right or wrong by design (helpers.write_task_data writes random ones)."""
     for subset in ("ARC-Easy", "ARC-Challenge"):
         write_jsonl(root / "arc" / subset / f"{subset}-Test.jsonl",
                     [arc_row(labels, key, stem=f"{subset} question {i}" + " long" * (3 * i))
@@ -141,7 +142,7 @@ def quiet(_line: str) -> None:
 
 # ---------------------------------------------------------------- categorical
 def test_categorical_accuracy_exact_with_letters_restricted_per_item(tmp_path):
-    data = write_task_data(tmp_path)
+    data = write_scored_task_data(tmp_path)
     model = letter_model()
     conv = ARC("ARC-Easy", "test", data)[0]
     with torch.no_grad():
@@ -160,7 +161,7 @@ def test_categorical_accuracy_exact_with_letters_restricted_per_item(tmp_path):
 
 
 def test_padding_is_read_at_each_rows_last_real_token(tmp_path):
-    data = write_task_data(tmp_path)
+    data = write_scored_task_data(tmp_path)
     task = ARC("ARC-Easy", "test", data)
     conversations = [task[i] for i in range(len(task))]
     lengths = {len(render_for_completion(TOK, c)) for c in conversations}
@@ -170,7 +171,7 @@ def test_padding_is_read_at_each_rows_last_real_token(tmp_path):
 
 
 def test_long_prompts_are_cropped_from_the_left_and_counted(tmp_path):
-    data = write_task_data(tmp_path)
+    data = write_scored_task_data(tmp_path)
     task = ARC("ARC-Easy", "test", data)
     context = 198  # between the prompt lengths (154 to 227 tokens): some rows are cropped, some not
     expected_cropped = sum(len(render_for_completion(TOK, task[i])) > context for i in range(len(task)))
@@ -197,7 +198,7 @@ def test_unknown_task_names_list_the_valid_ones():
 
 # ---------------------------------------------------------------- generative
 def test_gsm8k_greedy_generation_is_graded_on_the_final_number(tmp_path):
-    data = write_task_data(tmp_path)
+    data = write_scored_task_data(tmp_path)
     task = GSM8K("test", data)
     from nanochat_core.chat.tools import complete
     assert complete(gsm8k_model(), TOK, render_for_completion(TOK, task[0]), 20, temperature=0.0) == ["#### 42"]
@@ -208,7 +209,7 @@ def test_gsm8k_greedy_generation_is_graded_on_the_final_number(tmp_path):
 
 
 def test_pass_at_n_counts_a_problem_solved_when_any_sample_passes(tmp_path):
-    data = write_task_data(tmp_path)
+    data = write_scored_task_data(tmp_path)
     # 8 samples drawn in batches of 3, 3, 2 (seeds 42, 43, 44); each says "#### 42" or "#### 72"
     result = evaluate_chat(gsm8k_model(tie=True), TOK, "cpu", ["GSM8K"], task_data=data, num_samples=8,
                            temperature=1.0, top_k=2, batch_size=3, log=quiet)
@@ -223,7 +224,7 @@ def test_pass_at_n_counts_a_problem_solved_when_any_sample_passes(tmp_path):
 
 
 def test_max_problems_takes_the_seeded_order(tmp_path):
-    data = write_task_data(tmp_path)
+    data = write_scored_task_data(tmp_path)
     order = problem_indices(len(ARC_ROWS), 3)
     assert order == problem_indices(len(ARC_ROWS), None)[:3] and sorted(problem_indices(5, None)) == list(range(5))
     result = evaluate_chat(letter_model(), TOK, "cpu", ["ARC-Easy"], task_data=data, max_problems=3, log=quiet)
@@ -233,7 +234,7 @@ def test_max_problems_takes_the_seeded_order(tmp_path):
 
 # ---------------------------------------------------------------- partial results and files
 def test_missing_task_is_skipped_partial_and_written(tmp_path):
-    data = write_task_data(tmp_path / "data", humaneval=False)
+    data = write_scored_task_data(tmp_path / "data", humaneval=False)
     lines = []
     result = chatcore(gsm8k_model(), TOK, "cpu", task_data=data, max_cat=-1, max_sample=2, log=lines.append)
     assert result["chatcore"] is None and result["partial"] is True
@@ -259,14 +260,14 @@ def test_missing_task_is_skipped_partial_and_written(tmp_path):
 def test_humaneval_canonical_solution_passes_in_the_sandbox(tmp_path):
     from nanochat_core.tasks.humaneval import HumanEval
 
-    task = HumanEval(write_task_data(tmp_path))
+    task = HumanEval(write_scored_task_data(tmp_path))
     conv = task[0]
     assert task.evaluate(conv, conv["messages"][-1]["content"])
     assert not task.evaluate(conv, conv["prompt"] + "    return a - b\n")
 
 
 def test_chatcore_is_the_mean_centered_accuracy_when_every_task_ran(tmp_path):
-    data = write_task_data(tmp_path)
+    data = write_scored_task_data(tmp_path)
     result = chatcore(gsm8k_model(), TOK, "cpu", task_data=data, max_cat=-1, max_sample=-1, log=quiet)
     assert result["partial"] is False and result["skipped"] == {}
     centered = {name: t["centered"] for name, t in result["tasks"].items()}
@@ -301,7 +302,7 @@ def run_cli(base: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_end_to_end_on_a_tiny_checkpoint(tmp_base_dir, tmp_path):
-    data = write_task_data(tmp_path / "data")
+    data = write_scored_task_data(tmp_path / "data")
     ckpt = write_checkpoint(tmp_base_dir, gsm8k_model())
     proc = run_cli(tmp_base_dir, "-a", "ARC-Easy|GSM8K", "-x", "4", "-m", "16", "--task-data", str(data),
                    "--device-type", "cpu")
@@ -330,7 +331,7 @@ def test_cli_end_to_end_on_a_tiny_checkpoint(tmp_base_dir, tmp_path):
 
 
 def test_cli_records_chatcore_in_the_checkpoint_meta(tmp_base_dir, tmp_path):
-    data = write_task_data(tmp_path / "data")
+    data = write_scored_task_data(tmp_path / "data")
     ckpt = write_checkpoint(tmp_base_dir, letter_model(), step=3)
     proc = run_cli(tmp_base_dir, "-m", "4", "--task-data", str(data), "--device-type", "cpu")
     assert proc.returncode == 0, proc.stderr
@@ -350,7 +351,7 @@ def test_cli_errors_name_the_task_or_the_folder(tmp_base_dir):
 
 def test_a_killed_run_keeps_the_tasks_that_finished(tmp_base_dir, tmp_path):
     """The results files are rewritten after every task: SIGKILL during the second keeps the first."""
-    data = write_task_data(tmp_path / "data")
+    data = write_scored_task_data(tmp_path / "data")
     write_checkpoint(tmp_base_dir, gsm8k_model())
     env = {**os.environ, "NANOCHAT_BASE_DIR": str(tmp_base_dir), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "nanochat_core.cli.chat_eval", "-a", "ARC-Easy|GSM8K", "-n", "500",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from chat_fixtures import TAG, STEP, write_chat_checkpoint
-from test_chat_eval import ASSISTANT_START, ASSISTANT_END, bigram_gpt, tid, write_checkpoint, write_task_data
+from test_chat_eval import ASSISTANT_START, ASSISTANT_END, bigram_gpt, tid, write_checkpoint, write_scored_task_data
 from test_core_eval import write_bundle
 
 PROBE = str(Path(__file__).with_name("eval_probe.py"))
@@ -90,7 +90,7 @@ def chat_model():
 @pytest.mark.slow
 def test_chat_eval_under_torchrun_equals_one_process(tmp_path):
     base = tmp_path / "base"
-    data = write_task_data(tmp_path / "data", humaneval=False)
+    data = write_scored_task_data(tmp_path / "data", humaneval=False)
     write_checkpoint(base, chat_model())
     # sampled (temperature 0.8, pass@3 in generation batches of 2 and 1): a problem's samples must not
     # depend on which rank draws them
