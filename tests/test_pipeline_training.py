@@ -62,22 +62,12 @@ def test_cell_trains_through_pipes_and_feeds_the_csv(tiny):
     assert {k: rows[0][k] for k in ("aspect_ratio", "max_seq_len")} == {k: preset.train[k] for k in ("aspect_ratio", "max_seq_len")}
 
 
-def test_unsynced_follows_tokenizer_content(tiny):
+def test_unsynced_follows_tokenizer_content_and_the_schedule_requests_exactly_missing_and_unsynced_cells(tiny):
+    """(merged: test_unsynced_follows_tokenizer_content and test_schedule_requests_exactly_missing_and_unsynced_cells,
+    which trained the same cell and changed the tokenizer the same way)"""
     defs, preset, instance, tmp_path = tiny
     assert materialize(defs, instance, ["base_model"], CELL).success
     assert status(defs, instance, "base_model", CELL) == StaleStatus.FRESH
-    # Identical content (same corpus, same settings): the cell stays in sync.
-    assert materialize(defs, instance, ["tokenizer"]).success
-    assert status(defs, instance, "base_model", CELL) == StaleStatus.FRESH
-    # Other content (another vocabulary size, same preset name and folder): the cell goes unsynced.
-    changed, _ = tiny_defs(write_tiny_preset(tmp_path, vocab_size=300))
-    assert materialize(changed, instance, ["tokenizer"]).success
-    assert status(changed, instance, "base_model", CELL) == StaleStatus.STALE
-
-
-def test_schedule_requests_exactly_missing_and_unsynced_cells(tiny):
-    defs, preset, instance, tmp_path = tiny
-    assert materialize(defs, instance, ["base_model"], CELL).success
     schedule = defs.get_schedule_def("scaling_grid_schedule")
     import datetime
     when = datetime.datetime(2026, 12, 6, 3, 0, tzinfo=datetime.timezone.utc)
@@ -93,8 +83,13 @@ def test_schedule_requests_exactly_missing_and_unsynced_cells(tiny):
     assert [r.partition_key for r in runs] == [OTHER]  # CELL is up to date
     assert runs[0].run_key == f"{OTHER}@20261206T0300"
     assert [r.run_key for r in requested(defs)] == [runs[0].run_key]  # same tick, same key: idempotent
+    # Identical content (same corpus, same settings): the cell stays in sync.
+    assert materialize(defs, instance, ["tokenizer"]).success
+    assert status(defs, instance, "base_model", CELL) == StaleStatus.FRESH
+    # Other content (another vocabulary size, same preset name and folder): the cell goes unsynced.
     changed, _ = tiny_defs(write_tiny_preset(tmp_path, vocab_size=300))
     assert materialize(changed, instance, ["tokenizer"]).success
+    assert status(changed, instance, "base_model", CELL) == StaleStatus.STALE
     assert sorted(r.partition_key for r in requested(changed)) == [CELL, OTHER]  # CELL now unsynced
 
 
