@@ -13,7 +13,8 @@ from nanochat_core.model import checkpoint as ckpt
 from nanochat_pipeline.assets.rl import rl_model_checks
 from nanochat_pipeline.children.progress import progress_file
 from nanochat_pipeline.presets import PresetError, load_preset
-from test_pipeline_helpers import DATA_ASSETS, latest_materialization, materialize, tiny_defs, write_tiny_preset
+from helpers import (DATA_ASSETS, chat_sections, latest_materialization, materialize, tiny_defs, write_task_data,
+                     write_tiny_preset)
 
 CELL = "d1|2e9"
 RL_SECTION = """
@@ -81,26 +82,9 @@ def test_rl_checks_fail_on_bad_runs(tmp_path):
 @pytest.mark.slow
 def test_rl_model_after_sft_and_the_rl_row_in_eval_report(tmp_base_dir, tmp_path):
     task_data = tmp_path / "task_data"
-    (task_data / "gsm8k").mkdir(parents=True)
-    (task_data / "gsm8k" / "test.jsonl").write_text("".join(
-        json.dumps({"question": f"What is {i} plus {i}?", "answer": f"<<{i}+{i}={2 * i}>>{2 * i}\n#### {2 * i}"}) + "\n"
-        for i in range(2)))
-    sections = f"""
-[sft]
-max_seq_len = 512
-device_batch_size = 4
-total_batch_size = 2048
-num_iterations = 2
-eval_every = -1
-chatcore_every = -1
-
-[evaluation]
-offline = true
-task_data = "{task_data}"
-chat_tasks = "GSM8K"
-chat_max_problems = 2
-chat_cells = ["{CELL}"]
-""" + RL_SECTION
+    write_task_data(task_data, smoltalk=(None, None), mmlu=(None, None), gsm8k=(None, 2))
+    sections = chat_sections(task_data=task_data, chat_max_problems=2,
+                             evaluation_extra=f'chat_cells = ["{CELL}"]\n') + RL_SECTION
     defs, preset = tiny_defs(write_tiny_preset(tmp_path, extra_sections=sections))
     with dg.instance_for_test() as instance:
         assert materialize(defs, instance, DATA_ASSETS + ["synthetic_conversations", "eval_bundle", "task_data"]).success
@@ -114,12 +98,24 @@ chat_cells = ["{CELL}"]
         assert 0.0 <= rl["pass@1_before"] <= 1.0 and 0.0 <= rl["pass@1"] <= 1.0 and rl["rollouts_per_sec"] > 0
         folder = settings.chatrl_checkpoints_dir(preset.root) / "d1_2e9"
         assert ckpt.find_last_step(folder) == 2 and torch.load(ckpt.model_path(folder, 2), weights_only=True)
+        # the numbers are chat_rl's own, as its checkpoint meta records them
+        history = ckpt.load_meta(folder, 2)["rl_history"]
+        assert [e["step"] for e in history["pass_at_k"]] == [0, 2]  # eval_every = 2: before and after
+        assert rl["pass@1_before"] == history["pass_at_k"][0]["pass_at_k"][0]
+        assert rl["pass@1"] == history["pass_at_k"][-1]["pass_at_k"][0]
+        assert (rl["first_mean_reward"], rl["final_mean_reward"]) == (history["rewards"][0]["mean_reward"],
+                                                                      history["rewards"][-1]["mean_reward"])
         # the RL child keeps a progress file like the base and SFT children: its last step, of 2
         done = json.loads(progress_file(preset.root, "rl_model", "d1_2e9").read_text())
         assert (done["step"], done["total"]) == (2, 2) and done["rollouts_per_sec"] > 0
 
         assert materialize(defs, instance, ["eval_report"], CELL).success
         report = {k: v.value for k, v in latest_materialization(instance, "eval_report", CELL).metadata.items()}
-        assert 0.0 <= report["GSM8K (rl)"] <= 1.0 and 0.0 <= report["GSM8K (sft)"] <= 1.0
+        # each column is chat_eval's accuracy for that model, as its JSON records it
+        for source in ("rl", "sft"):
+            evaluated = json.loads((settings.chat_eval_dir(preset.root) / f"{source}_d1_2e9_000002.json").read_text())
+            assert evaluated["tasks"]["GSM8K"]["num_problems"] == 2
+            assert report[f"GSM8K ({source})"] == evaluated["tasks"]["GSM8K"]["accuracy"], source
+            assert 0.0 <= report[f"GSM8K ({source})"] <= 1.0
         card = (settings.report_dir(preset.root) / "d1_2e9" / "report.md").read_text()
         assert "## RL" in card and "Task: Arithmetic (`--task arithmetic`)" in card

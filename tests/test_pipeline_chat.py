@@ -8,47 +8,25 @@ import pytest
 
 from nanochat_core.common import settings
 from nanochat_core.common.file_hash import files_sha256
-from helpers import DATA_ASSETS, latest_materialization, materialize, tiny_defs, write_tiny_preset
+from helpers import (DATA_ASSETS, chat_sections, latest_materialization, materialize, tiny_defs, write_task_data,
+                     write_tiny_preset)
 
 pytestmark = pytest.mark.slow
 CELL = "d1|2e9"
 
 
-def write_task_data(root):
-    """GSM8K test and ARC-Easy test in their release formats; everything else absent."""
-    (root / "gsm8k" / "data").mkdir(parents=True)
-    (root / "gsm8k" / "data" / "test.jsonl").write_text("".join(
-        json.dumps({"question": f"What is {i} plus {i}?", "answer": f"{i} + {i} = <<{i}+{i}={2 * i}>>{2 * i}\n#### {2 * i}"})
-        + "\n" for i in range(3)))
-    (root / "arc" / "ARC-Easy").mkdir(parents=True)
-    (root / "arc" / "ARC-Easy" / "ARC-Easy-Test.jsonl").write_text("".join(json.dumps(
-        {"id": str(i), "question": {"stem": f"Pick {i}", "choices": [{"text": t, "label": l} for t, l in
-                                                                      zip("wxyz", "1234")]}, "answerKey": "2"}) + "\n"
-        for i in range(4)))
-
-
-@pytest.fixture
-def chat_cell(tmp_base_dir, tmp_path):
-    task_data = tmp_path / "task_data"
-    write_task_data(task_data)
-    sections = f"""
-[sft]
-max_seq_len = 512
-device_batch_size = 4
-total_batch_size = 2048
-num_iterations = 6
-eval_every = 3
-eval_tokens = 512
-chatcore_every = -1
-
-[evaluation]
-offline = true
-task_data = "{task_data}"
-chat_tasks = "ARC-Easy|GSM8K|MMLU"
-chat_max_problems = 3
-"""
-    defs, preset = tiny_defs(write_tiny_preset(tmp_path, extra_sections=sections))
-    with dg.instance_for_test() as instance:
+@pytest.fixture(scope="module")
+def chat_cell(tmp_path_factory):
+    """One trained cell for the module's tests (they read its inputs, or build on it without changing them)."""
+    tmp_path = tmp_path_factory.mktemp("chat_cell")
+    # GSM8K test and ARC-Easy test in their release formats; everything else absent
+    task_data = write_task_data(tmp_path / "task_data", smoltalk=(None, None), mmlu=(None, None), gsm8k=(None, 3),
+                                arc_easy_test=4)
+    sections = chat_sections(num_iterations=6, eval_every=3, eval_tokens=512, chat_tasks="ARC-Easy|GSM8K|MMLU",
+                             chat_max_problems=3, task_data=task_data)
+    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
+        mp.setenv("NANOCHAT_BASE_DIR", str(tmp_path / "nanochat_base"))
+        defs, preset = tiny_defs(write_tiny_preset(tmp_path, extra_sections=sections))
         assert materialize(defs, instance, DATA_ASSETS + ["synthetic_conversations", "eval_bundle", "task_data"]).success
         assert materialize(defs, instance, ["base_model"], CELL).success
         yield defs, preset, instance

@@ -1,13 +1,10 @@
-"""The real webserver + daemon (`dagster dev`) on 127.0.0.1: a partition backfill of two tiny cells
+"""The real webserver + daemon (`dg dev`, the README's UI command) on 127.0.0.1: the code location loads
+without a deprecation warning, a partition backfill of two tiny cells
 launched over GraphQL, the training pool keeping them from running at once, and the asset graph
 rendered by headless Chromium."""
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -16,7 +13,8 @@ import dagster as dg
 import pytest
 
 from nanochat_pipeline.instance_home import ensure_training_pool
-from helpers import DATA_ASSETS, materialize, tiny_defs, write_tiny_preset
+from helpers import (DATA_ASSETS, free_port, materialize, stop_process_group, tiny_defs, wait_for_http, wait_until,
+                     write_tiny_preset)
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -25,13 +23,8 @@ LAUNCH = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfi
   __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
   __typename ... on PartitionBackfill { status } ... on PythonError { message } } }"""
+WORKSPACE = '{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }'
 DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def graphql(port, query, variables):
@@ -40,18 +33,6 @@ def graphql(port, query, variables):
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["data"]
-
-
-def wait_for_server(port, proc, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, "dagster dev exited early"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError("webserver did not come up")
 
 
 @pytest.fixture
@@ -66,25 +47,32 @@ def dagster_dev(tmp_base_dir, tmp_path, monkeypatch):
     with dg.DagsterInstance.get() as instance:
         ensure_training_pool(instance)  # as `python -m nanochat_pipeline run` does
         assert materialize(defs, instance, DATA_ASSETS).success  # the cells' upstream, same history
+    dg_command = shutil.which("dg")
+    assert dg_command, "dagster-dg-cli (pinned in pyproject.toml) provides `dg`"
     port = free_port()
-    log = open(tmp_path / "dagster_dev.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                             "-p", str(port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log_path = tmp_path / "dg_dev.log"
+    log = open(log_path, "w")
+    # the README's UI command: webserver and daemon, as `dagster dev` starts them, without its deprecation warning
+    proc = subprocess.Popen([dg_command, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for_server(port, proc)
-        yield port, home
+        wait_for_http(f"http://127.0.0.1:{port}/server_info", proc, timeout=300, log=log_path)
+        yield port, home, log_path
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # our own process group only
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)  # our own process group only
         log.close()
 
 
 def test_backfill_from_graphql_and_asset_graph_in_chromium(dagster_dev, tmp_path):
-    port, home = dagster_dev
+    port, home, log_path = dagster_dev
+    # (merged from test_dg_dev.py) `dg dev` serves our code location, and says nothing about deprecation
+    def loaded():
+        entries = graphql(port, WORKSPACE, {})["workspaceOrError"]["locationEntries"]
+        return entries if entries and all(e["loadStatus"] != "LOADING" for e in entries) else None
+
+    location = wait_until(loaded, 180, "the workspace to load", poll=1)
+    assert location == [{"name": "nanochat", "loadStatus": "LOADED"}], log_path.read_text()
+    assert "deprecat" not in log_path.read_text().lower(), log_path.read_text()
     launched = graphql(port, LAUNCH, {"p": {"partitionNames": CELLS, "assetSelection": [{"path": ["base_model"]}]}})
     result = launched["launchPartitionBackfill"]
     assert result["__typename"] == "LaunchBackfillSuccess", result
