@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 from nanochat_core.common import device as devmod
 from nanochat_core.model import attention as attn_backends
+from nanochat_core.model.fused_ops import relu_squared, rms_norm
+from nanochat_core.model.softcap_loss import softcap_cross_entropy
 
 ROTARY_BASE = 100000
 VE_GATE_CHANNELS = 12  # the value-embedding gate looks at the first 12 channels of the layer input
@@ -74,7 +76,7 @@ def compute_window_sizes(config: GPTConfig) -> list[int]:
 
 
 def norm(x: torch.Tensor) -> torch.Tensor:
-    return F.rms_norm(x, (x.size(-1),))
+    return rms_norm(x)  # F.rms_norm's values; a 4-op backward in eager fp32 training (fused_ops.py)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -134,7 +136,7 @@ class MLP(nn.Module):
         self.c_proj = Linear(4 * config.n_embd, config.n_embd)
 
     def forward(self, x):
-        return self.c_proj(F.relu(self.c_fc(x)).square())
+        return self.c_proj(relu_squared(self.c_fc(x)))
 
 
 class Block(nn.Module):
@@ -247,7 +249,12 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache=None,
                 loss_reduction: str = "mean"):
         B, T = idx.shape
-        logits = self.logits(self.hidden_states(idx, kv_cache))
+        h = self.hidden_states(idx, kv_cache)
+        if targets is not None and loss_reduction != "none" and self._chunked_loss_applies():
+            # The same loss without the (tokens x vocab) logits in memory: see softcap_loss.py
+            return softcap_cross_entropy(h.reshape(B * T, -1), self.lm_head.weight, targets.reshape(-1),
+                                         self.config.vocab_size, SOFTCAP, loss_reduction)
+        logits = self.logits(h)
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1,
@@ -255,6 +262,11 @@ class GPT(nn.Module):
         if loss_reduction == "none":
             loss = loss.view(B, T)
         return loss
+
+    def _chunked_loss_applies(self) -> bool:
+        """Eager runs with our own lm_head: torch.compile fuses the plain head itself, and an fp8 lm_head
+        (another module type) must keep its own matmul."""
+        return type(self.lm_head) is Linear and not torch.compiler.is_compiling()
 
     def hidden_states(self, idx: torch.Tensor, kv_cache=None) -> torch.Tensor:
         """The final normed residual stream (B, T, n_embd): what lm_head reads. Scoring that needs the

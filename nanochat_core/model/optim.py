@@ -42,14 +42,20 @@ def polar_express(G: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.fl
 def adamw_update_(p, grad, exp_avg, exp_avg_sq, step: int, lr: float, beta1: float, beta2: float, eps: float,
                   wd: float) -> None:
     """One AdamW step in fp32: decoupled decay p *= 1 - lr*wd, bias-corrected moments."""
-    g = grad.float()
-    p.mul_(1 - lr * wd)
-    exp_avg.lerp_(g, 1 - beta1)
-    exp_avg_sq.lerp_(g.square(), 1 - beta2)
-    bias1 = 1 - beta1 ** step
-    bias2 = 1 - beta2 ** step
-    denom = (exp_avg_sq / bias2).sqrt_().add_(eps)
-    p.addcdiv_(exp_avg, denom, value=-lr / bias1)
+    adamw_foreach_([p], [grad], [exp_avg], [exp_avg_sq], [step], [lr], [beta1], [beta2], [eps], [wd])
+
+
+def adamw_foreach_(params, grads, exp_avgs, exp_avg_sqs, steps, lrs, beta1s, beta2s, epss, wds) -> None:
+    """AdamW over many tensors at once, each with its own hyperparameters: every line is one foreach op
+    (one dispatch for all tensors) doing, per element, exactly what the one-tensor ops did."""
+    gs = [g.float() for g in grads]
+    torch._foreach_mul_(params, [1 - lr * wd for lr, wd in zip(lrs, wds)])
+    torch._foreach_lerp_(exp_avgs, gs, [1 - b for b in beta1s])
+    torch._foreach_lerp_(exp_avg_sqs, torch._foreach_mul(gs, gs), [1 - b for b in beta2s])
+    denoms = torch._foreach_div(exp_avg_sqs, [1 - b ** n for b, n in zip(beta2s, steps)])
+    torch._foreach_sqrt_(denoms)
+    torch._foreach_add_(denoms, list(epss))
+    torch._foreach_addcdiv_(params, exp_avgs, denoms, [-lr / (1 - b ** n) for lr, b, n in zip(lrs, beta1s, steps)])
 
 
 def normuon_scale(g: torch.Tensor, second_moment: torch.Tensor, beta2: float, red_dim: int) -> torch.Tensor:
@@ -64,6 +70,22 @@ def normuon_scale(g: torch.Tensor, second_moment: torch.Tensor, beta2: float, re
     return g * (step_size * (v_norm / v_norm_new.clamp_min(1e-10)))
 
 
+def stacked_state(states: list[dict], key: str) -> torch.Tensor:
+    """The params' `key` buffers as one (N, ...) tensor whose rows ARE the per-param buffers (views), so a
+    step updates the state in place without stacking it and copying it back. The per-param layout of the
+    state (what state_dict() saves) is unchanged; buffers that are not such views (fresh from
+    load_state_dict) are stacked once and re-pointed at the rows."""
+    bufs = [st[key] for st in states]
+    base = bufs[0]._base
+    if (base is not None and base.dim() == bufs[0].dim() + 1 and base.size(0) == len(bufs)
+            and all(b._base is base and b.data_ptr() == base[i].data_ptr() for i, b in enumerate(bufs))):
+        return base
+    base = torch.stack(bufs)
+    for i, st in enumerate(states):
+        st[key] = base[i]
+    return base
+
+
 def muon_update_(params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict], lr: float, momentum: float,
                  beta2: float, wd: float, ns_steps: int, ortho_dtype: torch.dtype) -> None:
     """One Muon step for same-shaped params, stacked so the orthogonalisation runs as one batched matmul."""
@@ -75,8 +97,8 @@ def muon_update_(params: list[torch.Tensor], grads: list[torch.Tensor], states: 
             st["second_momentum_buffer"] = torch.zeros(
                 (rows, 1) if red_dim == -1 else (1, cols), dtype=torch.float32, device=p.device)
     g = torch.stack([x.float() for x in grads])
-    buf = torch.stack([st["momentum_buffer"] for st in states])
-    v2 = torch.stack([st["second_momentum_buffer"] for st in states])
+    buf = stacked_state(states, "momentum_buffer")
+    v2 = stacked_state(states, "second_momentum_buffer")
     # Nesterov momentum via lerp
     buf.lerp_(g, 1 - momentum)
     g = g.lerp_(buf, momentum)
@@ -86,10 +108,7 @@ def muon_update_(params: list[torch.Tensor], grads: list[torch.Tensor], states: 
     P = torch.stack([p.data for p in params])
     mask = (g * P) >= 0  # cautious decay: only decay where the update agrees in sign with the weight
     P.sub_(eff_lr * g + eff_lr * wd * P * mask)
-    for i, (p, st) in enumerate(zip(params, states)):
-        p.data.copy_(P[i])
-        st["momentum_buffer"].copy_(buf[i])
-        st["second_momentum_buffer"].copy_(v2[i])
+    torch._foreach_copy_([p.data for p in params], list(P.unbind(0)))
 
 
 class MuonAdamW(torch.optim.Optimizer):
@@ -118,18 +137,27 @@ class MuonAdamW(torch.optim.Optimizer):
         return self.ortho_dtype if self.ortho_dtype is not None else devmod.compute_dtype(p.device.type)
 
     def _adamw_group(self, group, params) -> None:
-        beta1, beta2 = group["betas"]
-        for p in params:
-            if p.grad is None:
-                continue
-            st = self.state[p]
-            if not st:
-                st["step"] = 0
-                st["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
-                st["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
-            st["step"] += 1
-            adamw_update_(p.data, p.grad, st["exp_avg"], st["exp_avg_sq"], st["step"], group["lr"], beta1, beta2,
-                          group["eps"], group["weight_decay"])
+        self._adamw_groups([(group, params)])
+
+    def _adamw_groups(self, work) -> None:
+        """Every AdamW param of every (group, params) pair in one set of foreach ops."""
+        cols = [[] for _ in range(10)]
+        for group, params in work:
+            beta1, beta2 = group["betas"]
+            for p in params:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["step"] = 0
+                    st["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
+                    st["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
+                st["step"] += 1
+                for col, v in zip(cols, (p.data, p.grad, st["exp_avg"], st["exp_avg_sq"], st["step"], group["lr"],
+                                         beta1, beta2, group["eps"], group["weight_decay"])):
+                    col.append(v)
+        if cols[0]:
+            adamw_foreach_(*cols)
 
     def _muon_group(self, group, params) -> None:
         params = [p for p in params if p.grad is not None]
@@ -152,8 +180,10 @@ class MuonAdamW(torch.optim.Optimizer):
         return loss
 
     def _apply_updates(self) -> None:
+        self._adamw_groups([(g, g["params"]) for g in self.param_groups if g["kind"] == "adamw"])
         for group in self.param_groups:
-            self._update(group, group["params"])
+            if group["kind"] == "muon":
+                self._muon_group(group, group["params"])
 
 
 class DistMuonAdamW(MuonAdamW):
