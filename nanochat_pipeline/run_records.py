@@ -42,11 +42,6 @@ def _errors(result):
                 error = error.cause
 
 
-def failure_message(result) -> str:
-    first = next(_errors(result), None)
-    return first.message.strip() if first is not None else "see the log file"
-
-
 def was_interrupted(result) -> bool:
     return any(error.cls_name in INTERRUPTED_ERRORS for error in _errors(result))
 

@@ -2,7 +2,9 @@
 Dagster's wrapper around it ("Error occurred while executing op ..."), which stays in the log file.
 
 Our errors already say what failed, on which file, host or cell, and what to do (dg.Failure and the
-core's errors are written that way), so the line is that error's own message, its lines joined.
+core's errors are written that way), so the line is that error's own message, its lines joined. A
+training child's own exception (reported through Pipes when it closes) comes before the parent's
+"the child failed".
 """
 from __future__ import annotations
 
@@ -40,9 +42,25 @@ def failure_line(error) -> str:
     return text if len(text) <= LINE_CHARS else text[:LINE_CHARS - 3] + "..."
 
 
+PIPES_CLOSED_WITH_ERROR = "[pipes] external process pipes closed with exception"
+
+
+def events_failure_line(events) -> str | None:
+    """The cause among a run's DagsterEvents: the error a Pipes child reported when it closed (the
+    training command's own exception: Dagster's step error only says the process exited with 1),
+    else the first failed step's; None when neither is there."""
+    step_error = None
+    for event in events:
+        error = getattr(event.event_specific_data, "error", None)
+        if error is None:
+            continue
+        if event.is_engine_event and (event.message or "").startswith(PIPES_CLOSED_WITH_ERROR):
+            return failure_line(error) + " (in the training child; its traceback is in the log)"
+        if event.is_step_failure and step_error is None:
+            step_error = error
+    return failure_line(step_error) if step_error is not None else None
+
+
 def run_failure_line(result) -> str:
-    """The cause of the first failed step of an ExecuteInProcessResult, or where to look when none."""
-    for event in result.all_events:
-        if event.is_step_failure and event.event_specific_data.error:
-            return failure_line(event.event_specific_data.error)
-    return "the run failed before any step did: see the log file"
+    """The cause of an ExecuteInProcessResult's failure, or where to look when none is recorded."""
+    return events_failure_line(result.all_events) or "the run failed before any step did: see the log file"

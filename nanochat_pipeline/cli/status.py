@@ -17,10 +17,17 @@ from pathlib import Path
 
 GRID_ASSET = "base_model"
 CHAT_ASSETS = ("sft_model", "rl_model", "eval_report")
-PARTITION_TAG = "dagster/partition"
-RUN_SCAN_LIMIT = 1000  # recent failed or cancelled runs read to find each asset's last one
-UP_TO_DATE, MISSING, UNSYNCED, CHECK_FAILED, RUNNING, GONE = (
-    "up to date", "missing", "unsynced", "check failed", "running", "files gone")
+PLAN_HISTORY = 10_000  # planned materializations read per asset (newest first): more than any grid has cells
+CHECK_HISTORY = 10_000  # failed evaluations read per blocking check (newest first): more than any grid has cells
+UP_TO_DATE, MISSING, UNSYNCED, CHECK_FAILED, RUNNING, QUEUED, GONE = (
+    "up to date", "missing", "unsynced", "check failed", "running", "queued", "files gone")
+
+
+def in_progress_statuses():
+    import dagster as dg
+
+    return {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+            dg.DagsterRunStatus.STARTED}
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,8 @@ def read_status(defs, preset, instance) -> Status:
 
 
 class StateReader:
-    """Each asset's (and cell's) state from one stale-status resolver and two reads of the run list."""
+    """Each asset's (and cell's) state from one stale-status resolver, its latest materialization and
+    the run that last planned to materialize it (running, queued, failed or cancelled since)."""
 
     def __init__(self, defs, preset, instance):
         from nanochat_pipeline.staleness import stale_resolver
@@ -133,48 +141,86 @@ class StateReader:
         self.preset, self.instance = preset, instance
         self.graph = defs.resolve_asset_graph()
         self.resolver = stale_resolver(self.graph, instance)
-        self.running = self._runs_by_target(in_progress=True)
-        self.ended_badly = self._runs_by_target(in_progress=False)
+        self.resolver.instance_queryer.prefetch_asset_records(self.graph.get_all_asset_keys())  # one read, not one per asset
+        self.failed_checks = self._failed_blocking_checks()
+        self.plans: dict = {}  # asset key -> _latest_plans
 
-    def _runs_by_target(self, in_progress: bool) -> dict:
-        """(asset, partition or None) -> the newest run record targeting it: in progress, or failed/cancelled."""
+    def _failed_blocking_checks(self) -> dict:
+        """Materialization storage id -> "its last blocking check <name> failed: <what it said>", for every
+        materialization a blocking check failed on. staleness.failed_blocking_check asks the same per
+        asset, but from the materializing run's own events: on SQLite each run's events are a database of
+        their own, and opening one costs about a tenth of a second, too slow for a whole grid. One read
+        of each blocking check's failures answers for every cell at once."""
+        import dagster as dg
+        from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+        from nanochat_pipeline.staleness import check_message
+
+        storage, found = self.instance.event_log_storage, {}
+        for key in self.graph.asset_check_keys:
+            if not self.graph.get_check_spec(key).blocking:
+                continue
+            for record in storage.get_asset_check_execution_history(
+                    key, limit=CHECK_HISTORY, status={AssetCheckExecutionRecordStatus.FAILED}):
+                evaluation = record.event.dagster_event.event_specific_data if record.event else None
+                target = getattr(evaluation, "target_materialization_data", None)
+                if evaluation is None or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+                    continue  # a WARN result never blocks, in Dagster either
+                # the materialization it judged; without one recorded, the run's
+                where = target.storage_id if target is not None else ("run", record.run_id)
+                found.setdefault(where, f"its last blocking check {evaluation.check_name} failed: "
+                                        f"{check_message(evaluation)}")
+        return found
+
+    def _latest_plans(self, key) -> dict:
+        """partition (None for an unpartitioned asset) -> the storage id and run of the latest run that
+        planned to materialize it (Dagster records the plan when it creates the run): one read per asset."""
         import dagster as dg
 
-        statuses = ([dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-                     dg.DagsterRunStatus.STARTED] if in_progress else
-                    [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED])
-        found = {}
-        for record in self.instance.get_run_records(dg.RunsFilter(statuses=statuses), limit=RUN_SCAN_LIMIT):
-            run = record.dagster_run
-            for key in run.asset_selection or ():
-                found.setdefault((key.to_user_string(), run.tags.get(PARTITION_TAG)), record)  # newest first
-        return found
+        if key in self.plans:
+            return self.plans[key]
+        plans = self.plans[key] = {}
+        for record in self.instance.fetch_planned_materializations(dg.AssetRecordsFilter(asset_key=key),
+                                                                   limit=PLAN_HISTORY).records:
+            plans.setdefault(record.event_log_entry.dagster_event.partition, (record.storage_id, record.run_id))
+        return plans
+
+    def last_planned_run(self, key, partition: str | None, after: int | None):
+        """The run record of the latest run that planned to materialize `key` (`partition`) after the
+        materialization with storage id `after`, or None."""
+        plan = self._latest_plans(key).get(partition)
+        if plan is None or (after is not None and plan[0] < after):
+            return None
+        return self.instance.get_run_record_by_id(plan[1])
 
     def state(self, asset: str, partition: str | None = None) -> AssetState:
         import dagster as dg
         from dagster._core.definitions.data_version import StaleStatus
+        from dagster._core.definitions.events import AssetKeyPartitionKey
 
         from nanochat_pipeline.main_job import artifact_paths
-        from nanochat_pipeline.staleness import failed_blocking_check
 
         key = dg.AssetKey(asset)
-        records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1).records
-        metadata = dict(records[0].asset_materialization.metadata) if records else {}
-        when = records[0].timestamp if records else None
-        running = self.running.get((asset, partition))
-        if running is not None:
-            return AssetState(RUNNING, metadata, when, f"run {running.dagster_run.run_id[:8]} "
-                                                       f"({running.dagster_run.status.value.lower()})")
-        failed = failed_blocking_check(self.graph, self.instance, key, partition)
+        status = self.resolver.get_status(key, partition)
+        # the record get_status just read (the resolver's queryer caches it): no second query
+        latest = self.resolver.instance_queryer.get_latest_materialization_or_observation_record(
+            AssetKeyPartitionKey(key, partition))
+        materialization = latest.asset_materialization if latest is not None else None
+        metadata = dict(materialization.metadata) if materialization is not None else {}
+        when = latest.timestamp if materialization is not None else None
+        storage_id = latest.storage_id if materialization is not None else None
+        record = self.last_planned_run(key, partition, storage_id)
+        run = record.dagster_run if record is not None else None
+        if run is not None and run.status in in_progress_statuses():
+            word = RUNNING if run.status in (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED) else QUEUED
+            return AssetState(word, metadata, when, f"run {run.run_id[:8]} ({run.status.value.lower()})")
+        failed = (self.failed_checks.get(storage_id) or self.failed_checks.get(("run", latest.run_id))
+                  if storage_id is not None else None)
         if failed:
             return AssetState(CHECK_FAILED, metadata, when, failed)
-        ended = self.ended_badly.get((asset, partition))
-        if ended is not None and (when is None or (ended.end_time or ended.create_timestamp.timestamp()) > when):
-            word = "cancelled" if ended.dagster_run.status == dg.DagsterRunStatus.CANCELED else "failed"
-            return AssetState(word, metadata, when, f"its last run {ended.dagster_run.run_id[:8]} {word}: "
-                                                    f"{run_error(self.instance, ended.dagster_run.run_id)}")
-        status = self.resolver.get_status(key, partition)
+        if run is not None and run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+            word = "cancelled" if run.status == dg.DagsterRunStatus.CANCELED else "failed"
+            return AssetState(word, metadata, when, f"run {run.run_id[:8]}: {run_error(self.instance, run.run_id)}")
         if status == StaleStatus.MISSING:
             return AssetState(MISSING, metadata, when)
         if status == StaleStatus.STALE:
@@ -188,16 +234,11 @@ class StateReader:
 
 
 def run_error(instance, run_id: str) -> str:
-    """The innermost error of a run's failed step, in one line (the log has the rest)."""
-    from dagster._core.events import DagsterEventType
+    """The cause of a run's failure in one line (cli/failure_line.py); the log has the rest."""
+    from nanochat_pipeline.cli.failure_line import events_failure_line
 
-    from nanochat_pipeline.cli.failure_line import failure_line
-
-    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records:
-        error = record.event_log_entry.dagster_event.event_specific_data.error
-        if error is not None:
-            return failure_line(error)
-    return "no step failed (cancelled before a step ran)"
+    events = [entry.dagster_event for entry in instance.all_logs(run_id) if entry.dagster_event is not None]
+    return events_failure_line(events) or "no step failed (cancelled before a step ran)"
 
 
 def number(metadata: dict, key: str) -> float | None:
@@ -231,8 +272,12 @@ def render(status: Status) -> str:
 
     out = StringIO()
     console = Console(file=out, width=120, force_terminal=False, no_color=True, highlight=False)
+
+    def say(text: str) -> None:  # a line as it is (rich would wrap a long cause at the console's width)
+        out.write(text + "\n")
+
     p = status.preset
-    console.print(f"preset {p.name} ({p.path}); artifacts under {p.root}")
+    say(f"preset {p.name} ({p.path}); artifacts under {p.root}")
 
     def table(*columns):
         t = Table(box=SIMPLE_HEAD, show_edge=False, pad_edge=False)
@@ -244,13 +289,13 @@ def render(status: Status) -> str:
     for asset, s in status.data.items():
         if asset != "scaling_results":
             data.add_row(asset, s.state, key_metric(asset, s.metadata), when_text(s.when))
-    console.print("\ndata")
+    say("\ndata")
     console.print(data)
 
     counts: dict[str, int] = {}
     for s in status.cells.values():
         counts[s.state] = counts.get(s.state, 0) + 1
-    console.print(f"\nbase_model: val_bpb per cell, depth x FLOP budget ({len(status.cells)} cells: "
+    say(f"\nbase_model: val_bpb per cell, depth x FLOP budget ({len(status.cells)} cells: "
                   + ", ".join(f"{n} {word}" for word, n in counts.items()) + ")")
     grid = table("depth", *status.budgets)
     undeclared = False
@@ -264,24 +309,24 @@ def render(status: Status) -> str:
         grid.add_row(depth, *row)
     console.print(grid)
     if undeclared:
-        console.print("  * in the grid (another cell's depth or budget) but declared by neither the preset nor the ladder")
+        say("  * in the grid (another cell's depth or budget) but declared by neither the preset nor the ladder")
     for cell, s in status.cells.items():
         if s.why and s.state != UP_TO_DATE:
-            console.print(f"  {cell} {s.state}: {s.why}")
+            say(f"  {cell} {s.state}: {s.why}")
 
     scaling = status.data["scaling_results"]
-    console.print(f"\nscaling_results: {scaling.state}" + (f" ({scaling.why})" if scaling.why else "")
+    say(f"\nscaling_results: {scaling.state}" + (f" ({scaling.why})" if scaling.why else "")
                   + (f", {when_text(scaling.when)}" if scaling.when else ""))
-    console.print(f"scaling: {status.verdict}")
+    say(f"scaling: {status.verdict}")
 
     if status.chat:
         chat = table("cell", "asset", "state", "key numbers", "materialized")
         for cell, asset, s in status.chat:
             chat.add_row(cell, asset, s.state, key_metric(asset, s.metadata) if s.metadata else "", when_text(s.when))
-        console.print("\nchat cells")
+        say("\nchat cells")
         console.print(chat)
     others = [(name, s) for name, s in status.data.items() if s.why and s.state != UP_TO_DATE]
     others += [(f"{asset}[{cell}]", s) for cell, asset, s in status.chat if s.why and s.state != UP_TO_DATE]
     for name, s in others:
-        console.print(f"  {name} {s.state}: {s.why}")
+        say(f"  {name} {s.state}: {s.why}")
     return out.getvalue().rstrip()
