@@ -17,7 +17,7 @@ from nanochat_core.common import settings
 from nanochat_core.synthetic.generate import default_output
 from nanochat_pipeline.assets.data import corpus_file, tokenizer_files
 from nanochat_pipeline.assets.scaling import results_csv
-from nanochat_pipeline.partitions import cell_from_key, grid_partitions
+from nanochat_pipeline.partitions import cell_from_key, declared_cells, grid_partitions
 from nanochat_pipeline.children.progress import progress_file
 from nanochat_pipeline.progress import ProgressWatcher
 from nanochat_pipeline.cli.failure_line import run_failure_line
@@ -109,8 +109,10 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
     def steps():
         for asset in UNPARTITIONED_ORDER:
             yield asset, None
+        declared = set(declared_cells(preset))  # never the rest of the depth x budget product
         for cell in graph.get(dg.AssetKey("base_model")).partitions_def.get_partition_keys():
-            yield "base_model", cell
+            if cell in declared:
+                yield "base_model", cell
         yield "scaling_results", None
         for cell in preset.chat_cells:
             rl = ("rl_model",) if cell in preset.rl_cells else ()
@@ -120,8 +122,9 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
     def grid_agreed() -> bool:
         """Before the first cell trains: its cost, and --yes (or a terminal's y) when over an hour."""
         partitions = graph.get(dg.AssetKey("base_model")).partitions_def
+        declared = set(declared_cells(preset))
         to_train = [cell_from_key(partitions, key) for key in partitions.get_partition_keys()
-                    if why_run("base_model", key) is not None]
+                    if key in declared and why_run("base_model", key) is not None]
         return confirmed(grid_cost(preset, to_train), yes, terminal.say)
 
     code = 0
