@@ -12,7 +12,8 @@ Stages, each a real command in a fresh process (a failed stage is reported, the 
   train_l       the datasheet peak (base_train's known-GPU figure), peak memory, the attention backend chosen;
   train_fp8     the same with pattern L; and SSSL with --fp8 (SM90 only, else not run, with the reason).
   base_eval     bits per byte of the SSSL model on the validation split.
-  sft           20 chat_sft steps from the SSSL model.
+  sft           20 chat_sft steps from the SSSL model (identity conversations and the generated arithmetic rows;
+                offline, the other task data is left out, as chat_sft reports).
   chat_eval     chat_eval -a Arithmetic on 50 problems of the SFT model.
   generate      engine generation tok/s with the KV cache at batch 1 and 8 (the SFT model, greedy).
   torchrun      base_train under a one-process torchrun: nccl on CUDA (seen in NCCL's own log), gloo on CPU.
@@ -42,8 +43,9 @@ PROFILES = {
         "device": "cuda", "train": ["--depth", "12", "--max-seq-len", "2048", "--device-batch-size", "32",
                                     "--total-batch-size", "65536", "--num-iterations", "50", "--compile", "1"],
         "eval_tokens": 2 ** 20, "eval_batch": 32,
+        # 20 steps do not repay compiling (~40 s on a GPU): the 8-minute budget goes to the d12 runs
         "sft": ["--num-iterations", "20", "--device-batch-size", "16", "--max-seq-len", "2048",
-                "--total-batch-size", "32768", "--compile", "1"],
+                "--total-batch-size", "32768", "--compile", "0"],
         "chat_eval": ["-x", "50", "-m", "64", "-b", "8"], "gen_tokens": 128,
         "torchrun": ["--depth", "4", "--max-seq-len", "1024", "--device-batch-size", "16", "--total-batch-size",
                      "16384", "--num-iterations", "10", "--compile", "0"],
@@ -289,7 +291,7 @@ def sft(run: Run) -> dict:
     root = Path(run.stage_env["NANOCHAT_BASE_DIR"])
     argv = [sys.executable, "-m", "nanochat_core.cli.chat_sft", "--model-tag", "train_sssl", "--output-tag",
             "train_sssl", "--identity", str(root / "identity_conversations.jsonl"), "--task-data",
-            str(root / "task_data"), "--eval-every", "-1", "--chatcore-every", "-1", "--device-type",
+            str(root / "task_data"), "--arithmetic-epochs", "1", "--eval-every", "-1", "--chatcore-every", "-1", "--device-type",
             run.cfg["device"], *run.cfg["sft"]]
     code, out, _ = run.command("sft", argv, run.stage_env)
     require(code, out, "chat_sft")
