@@ -279,9 +279,10 @@ class GPT(nn.Module):
         if self.attention is None:  # a model nobody configured (eval, chat): the automatic choice, inference
             self.set_attention("auto", training=False)
         backend = self.attention.backend
-        if backend == "flex" and kv_cache is not None:
-            # prompts come in every length: a flex kernel compiled per length would cost more than it saves, so
-            # a cached prefill takes SDPA (is_causal, or a mask where a window cuts it); decoding is mask-free anyway
+        if backend == "flex" and (kv_cache is not None or T != self.config.sequence_len):
+            # flex is compiled per shape: only the training shape (its block masks built by set_attention) goes
+            # through it. Prompts and RL rows come in every length, and a kernel compiled per length would cost
+            # more than it saves: they take SDPA (is_causal, or a mask where a window cuts them); decode is mask-free.
             backend = "sdpa"
         attention = (backend, self.attention_masks)
 
