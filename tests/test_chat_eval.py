@@ -371,3 +371,18 @@ def test_a_killed_run_keeps_the_tasks_that_finished(tmp_base_dir, tmp_path):
     assert saved["tasks"]["ARC-Easy"]["num_problems"] == len(ARC_ROWS)
     csv_rows = list(csv.reader((tmp_base_dir / "chat_eval" / "sft_d2_000005.csv").open()))
     assert [r[0] for r in csv_rows] == ["Task", "ARC-Easy", "ChatCORE (partial)"]
+
+
+def test_results_files_keep_a_grid_cells_dotted_tag(tmp_path):
+    from nanochat_core.evaluation.core import write_results
+    from nanochat_core.report.sources import chat_eval_section
+
+    result = {"tasks": {"Arithmetic": {"accuracy": 0.5, "stderr": 0.5, "centered": 0.5, "num_problems": 1}},
+              "skipped": {}, "chatcore": None, "partial": True, "settings": {"task_names": ["Arithmetic"]}}
+    path = write_chat_results(result, tmp_path / "chat_eval", "sft", "d3_2.5e11", 179)
+    assert path.name == "sft_d3_2.5e11_000179.json" and (tmp_path / "chat_eval" / "sft_d3_2.5e11_000179.csv").is_file()
+    assert chat_eval_section("d3_2.5e11", "sft", tmp_path)["tasks"]["Arithmetic"]["accuracy"] == 0.5
+    core = {"tasks": {}, "core_metric": None, "partial": True, "skipped": [], "cropped_prompts": 0,
+            "unscorable_examples": 0, "context": 64, "max_per_task": 100, "bundle_dir": "b", "bundle": None}
+    csv_path, json_path = write_results(core, tmp_path / "base_eval", "d3_2.5e11", 258)
+    assert (csv_path.name, json_path.name) == ("d3_2.5e11_000258.csv", "d3_2.5e11_000258.json")

@@ -44,7 +44,7 @@ def write_outputs(result: dict, source: str, tag: str, step: int, root: Path, ta
     from nanochat_core.model.checkpoint import meta_path, update_meta
 
     json_path = write_chat_results(result, settings.chat_eval_dir(), source, tag, step)
-    print(f"Wrote {json_path} and {json_path.with_suffix('.csv')}", flush=True)
+    print(f"Wrote {json_path} and {json_path.with_name(json_path.stem + '.csv')}", flush=True)
     if set(CHATCORE_TASKS) <= set(task_names):
         update_meta(meta_path(root / tag, step), chatcore=result["chatcore"], chatcore_partial=result["partial"])
         print(f"Recorded chatcore in {meta_path(root / tag, step)}", flush=True)

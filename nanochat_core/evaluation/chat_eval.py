@@ -211,10 +211,11 @@ def write_chat_results(result: dict, out_dir, source: str, model_tag: str, step:
     chatcore = result["chatcore"]
     writer.writerow(["ChatCORE (partial)" if result["partial"] else "ChatCORE", "",
                      "" if chatcore is None else f"{chatcore:.6f}"])
-    json_path = stem.with_suffix(".json")
+    # names spelled out, never with_suffix: a grid cell's tag has a dot (d3_2.5e11), which with_suffix would cut
+    json_path, csv_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".csv")
     asked = result.get("settings", {}).get("task_names", [])
     not_run = [n for n in asked if n not in result["tasks"] and n not in result["skipped"]]
-    write_text_atomic(stem.with_suffix(".csv"), buf.getvalue())
+    write_text_atomic(csv_path, buf.getvalue())
     write_json_atomic(json_path, {"model_tag": model_tag, "step": step, "source": source, "tasks": result["tasks"],
                                   "chatcore": chatcore, "partial": result["partial"], "skipped": result["skipped"],
                                   "not_run": not_run,  # asked for, not reached yet: a run stopped early

@@ -126,7 +126,8 @@ def write_results(result: dict, out_dir: Path, model_tag: str, step: int) -> tup
     for label, t in result["tasks"].items():
         writer.writerow([label, _cell(t["accuracy"]), _cell(t["centered"])])
     writer.writerow(["CORE", "", _cell(result["core_metric"])])
-    csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
+    # names spelled out, never with_suffix: a grid cell's tag has a dot (d3_2.5e11), which with_suffix would cut
+    csv_path, json_path = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".json")
     write_text_atomic(csv_path, buf.getvalue())
     write_json_atomic(json_path, {"model_tag": model_tag, "step": step, "core": result["core_metric"],
                                   "partial": result["partial"], "skipped": result["skipped"],
