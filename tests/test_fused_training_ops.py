@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import nanochat_core.model.gpt as gpt_mod
-from nanochat_core.model.fused_ops import relu_squared, rms_norm
+from nanochat_core.model.fused_ops import relu_squared, rms_norm, rotary
 from nanochat_core.model.optim import MuonAdamW, adamw_update_, polar_express, normuon_scale
 from nanochat_core.model.sizing import build_model_config, meta_model
 from nanochat_core.model.softcap_loss import softcap_cross_entropy
@@ -76,6 +76,27 @@ def test_rms_norm_and_relu_squared_equal_torch_with_gradients(shape):
         assert torch.equal(rms_norm(x), F.rms_norm(x, (shape[-1],)))
 
 
+def plain_rotary(x, cos, sin):
+    d = x.shape[-1] // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
+
+
+def test_rotary_equals_the_sliced_formula_with_gradients():
+    torch.manual_seed(2)
+    x = torch.randn(2, 9, 3, 12, requires_grad=True)
+    angles = torch.randn(1, 9, 1, 6)
+    cos, sin = angles.cos(), angles.sin()
+    g = torch.randn(2, 9, 3, 12)
+    y = rotary(x, cos, sin)
+    assert type(y.grad_fn).__name__ == "_RotaryBackward"
+    torch.testing.assert_close(y, plain_rotary(x, cos, sin), rtol=1e-6, atol=1e-6)
+    (d1,) = torch.autograd.grad(y, x, g)
+    (d2,) = torch.autograd.grad(plain_rotary(x, cos, sin), x, g)
+    torch.testing.assert_close(d1, d2, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1))  # a rotation keeps lengths
+
+
 def tiny_model():
     torch.manual_seed(42)
     model = meta_model(build_model_config(2, 300, 32, aspect_ratio=12, head_dim=12, window_pattern="L"))
@@ -102,6 +123,7 @@ def test_model_loss_and_gradients_equal_the_plain_ops(monkeypatch):
     fused_loss, fused = loss_and_grads()
     monkeypatch.setattr(gpt_mod, "norm", lambda v: F.rms_norm(v, (v.size(-1),)))
     monkeypatch.setattr(gpt_mod, "relu_squared", lambda v: F.relu(v).square())
+    monkeypatch.setattr(gpt_mod, "rotary", plain_rotary)
     monkeypatch.setattr(gpt_mod.GPT, "_chunked_loss_applies", lambda self: False)
     plain_loss, plain = loss_and_grads()
     assert fused_loss == pytest.approx(plain_loss, rel=1e-6)
