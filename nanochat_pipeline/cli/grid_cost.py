@@ -61,7 +61,8 @@ def grid_cost(preset, cells: list) -> GridCost | None:
         peak, how = machine_peak(device, dtype, preset.root / "peak_flops")
     else:
         peak, how = resolve_peak_flops(requested, device, dtype)
-    devices = preset.nproc_per_node * preset.launch.nodes
+    # GPUs add up; processes on a CPU share the cores the probe already measured together
+    devices = preset.nproc_per_node if device_type == "cuda" else 1
     return GridCost(len(cells), sum(c.target_flops for c in cells), peak * devices,
                     how + (f", x {devices} devices" if devices > 1 else ""), device_type)
 
