@@ -38,6 +38,7 @@ def looked_at(output: str, asset: str) -> bool:
     return re.search(rf"^\s*{asset}\b", output, re.MULTILINE) is not None
 
 
+@pytest.mark.timeout(1800)  # the first test to ask for the shared history makes it: three runs
 def test_main_job_runs_then_skips(tiny_main_job):
     """The shared tiny history (main_job_runs.py): its second run finished the cell the first was
     interrupted in and ran the rest; its third found everything up to date."""

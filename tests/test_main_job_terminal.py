@@ -191,6 +191,7 @@ def table_rows(lines):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the first test to ask for the shared history makes it: three runs
 def test_main_job_output_interrupt_resume_and_up_to_date(tiny_main_job):
     runs, preset = tiny_main_job, tiny_main_job.preset
 
