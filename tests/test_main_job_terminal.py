@@ -229,6 +229,7 @@ def test_main_job_output_interrupt_resume_and_up_to_date(tiny_main_job):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 4.4 min on idle cores (README); the run itself may take up to 1800 s
 def test_demo_from_nothing_prints_under_80_lines(tmp_path):
     """The issue's promise to a new user: `python -m nanochat_pipeline run` on the shipped demo, stdout a pipe."""
     code, out = run_main_job("demo", tmp_path / "base", timeout=1800)
