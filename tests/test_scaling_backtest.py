@@ -238,3 +238,17 @@ def test_the_isoflop_picture_draws_the_held_out_predictions():
     _draw_backtest(ax, {"cells": []})  # no held-out cells (no backtest): nothing more drawn
     assert len(ax.containers) == 1
     plt.close(fig)
+
+
+def test_the_report_card_shows_the_sweeps_verdict_backtest_and_plan(tmp_path, capsys):
+    from nanochat_core.report.card import build_report
+
+    out = tmp_path / "scaling_laws_results_demo"
+    assert scaling_analysis.main([str(DEMO_CSV), "--output-dir", str(out), "--bootstrap", "0"]) == 0
+    fit = json.loads((out / "fit.json").read_text())
+    markdown, report = build_report("d3_2.5e11", tmp_path)
+    section = markdown[markdown.index("## Scaling law of the sweep"):].splitlines()
+    assert section[2:5] == [f"- {fit['verdict'].splitlines()[0]}", f"- {backtest_line(fit['backtest'])}",
+                            f"- {fit['plan_lines'][0]}"]
+    assert report["scaling"]["fit_json"] == str(out / "fit.json")
+    assert build_report("d3_2.5e11", tmp_path / "elsewhere")[1]["scaling"] is None  # no sweep: no section
