@@ -93,7 +93,8 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
             terminal.finished(label, "FAILED", since, f"run {result.run_id}")
             # A failed blocking check says which check, on which file, with which value; else the error the
             # asset's code raised (Dagster's wrapper around it stays in the log file).
-            why = failed_blocking_check(graph, instance, dg.AssetKey(asset), partition) or run_failure_line(result)
+            why = (failed_blocking_check(graph, instance, dg.AssetKey(asset), partition)
+                   or run_failure_line(instance, result.run_id))
             terminal.cause(label, why)
             return 1
         terminal.finished(label, "done", since, key_metric(asset, materialization_metadata(result, asset)))

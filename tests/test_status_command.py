@@ -11,6 +11,8 @@ import time
 import dagster as dg
 import pytest
 
+from nanochat_pipeline.cli.failure_line import run_failure_line
+
 from helpers import latest_materialization, materialize, metadata_values, write_tiny_preset
 
 pytestmark = pytest.mark.slow
@@ -58,6 +60,9 @@ def test_status_of_a_partly_materialized_grid(tmp_path, monkeypatch):
         failed = materialize(defs, instance, ["base_model"], FAILED, raise_on_error=False,
                              run_config={"ops": {"base_model": {"config": {"device_type": "abacus"}}}})
         assert not failed.success
+        # the main job's line for it: the child's own exception, not "the process exited with 1"
+        assert run_failure_line(instance, failed.run_id).startswith(
+            "ValueError: --device-type must be cuda, mps, cpu or auto, got 'abacus' (in the training child")
         # a run in progress on another cell: created as a backfill or the schedule creates one (which records
         # that it plans to materialize the cell), then started
         from dagster._core.events import DagsterEvent, DagsterEventType

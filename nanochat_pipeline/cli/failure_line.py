@@ -61,6 +61,8 @@ def events_failure_line(events) -> str | None:
     return failure_line(step_error) if step_error is not None else None
 
 
-def run_failure_line(result) -> str:
-    """The cause of an ExecuteInProcessResult's failure, or where to look when none is recorded."""
-    return events_failure_line(result.all_events) or "the run failed before any step did: see the log file"
+def run_failure_line(instance, run_id: str) -> str:
+    """The cause of a failed run, read from its event log (an in-process result's own event list
+    lacks the Pipes engine events), or where to look when none is recorded."""
+    events = [entry.dagster_event for entry in instance.all_logs(run_id) if entry.dagster_event is not None]
+    return events_failure_line(events) or "the run failed before any step did: see the log file"

@@ -32,7 +32,7 @@ def in_progress_statuses():
 
 @dataclass(frozen=True)
 class AssetState:
-    state: str            # one of the words above, or "failed" / "cancelled" (its last run, after its last materialization)
+    state: str            # a word above, or "failed" / "cancelled": its last run, after its last materialization
     metadata: dict = field(default_factory=dict)  # of the latest materialization (empty when none)
     when: float | None = None  # that materialization's time (seconds since the epoch)
     why: str = ""         # the cause: unsynced's root causes, the failed check's words, the files gone, the run
@@ -41,7 +41,8 @@ class AssetState:
 def add_command(sub) -> None:
     status = sub.add_parser("status", help="the grid's and every asset's state, read from the instance "
                                            "(starts nothing)")
-    status.add_argument("--preset", default=None, help="shipped preset name or TOML file; default $NANOCHAT_PRESET or demo")
+    status.add_argument("--preset", default=None,
+                        help="shipped preset name or TOML file; default $NANOCHAT_PRESET or demo")
 
 
 def run_status(preset_name: str | None) -> int:
@@ -141,7 +142,8 @@ class StateReader:
         self.preset, self.instance = preset, instance
         self.graph = defs.resolve_asset_graph()
         self.resolver = stale_resolver(self.graph, instance)
-        self.resolver.instance_queryer.prefetch_asset_records(self.graph.get_all_asset_keys())  # one read, not one per asset
+        # one read of every asset's record, not one per asset
+        self.resolver.instance_queryer.prefetch_asset_records(self.graph.get_all_asset_keys())
         self.failed_checks = self._failed_blocking_checks()
         self.plans: dict = {}  # asset key -> _latest_plans
 
@@ -198,6 +200,7 @@ class StateReader:
         from dagster._core.definitions.data_version import StaleStatus
         from dagster._core.definitions.events import AssetKeyPartitionKey
 
+        from nanochat_pipeline.cli.failure_line import run_failure_line
         from nanochat_pipeline.main_job import artifact_paths
 
         key = dg.AssetKey(asset)
@@ -220,7 +223,8 @@ class StateReader:
             return AssetState(CHECK_FAILED, metadata, when, failed)
         if run is not None and run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
             word = "cancelled" if run.status == dg.DagsterRunStatus.CANCELED else "failed"
-            return AssetState(word, metadata, when, f"run {run.run_id[:8]}: {run_error(self.instance, run.run_id)}")
+            why = f"run {run.run_id[:8]}: {run_failure_line(self.instance, run.run_id)}"
+            return AssetState(word, metadata, when, why)
         if status == StaleStatus.MISSING:
             return AssetState(MISSING, metadata, when)
         if status == StaleStatus.STALE:
@@ -231,14 +235,6 @@ class StateReader:
         if gone:
             return AssetState(GONE, metadata, when, "missing on disk: " + ", ".join(gone))
         return AssetState(UP_TO_DATE, metadata, when)
-
-
-def run_error(instance, run_id: str) -> str:
-    """The cause of a run's failure in one line (cli/failure_line.py); the log has the rest."""
-    from nanochat_pipeline.cli.failure_line import events_failure_line
-
-    events = [entry.dagster_event for entry in instance.all_logs(run_id) if entry.dagster_event is not None]
-    return events_failure_line(events) or "no step failed (cancelled before a step ran)"
 
 
 def number(metadata: dict, key: str) -> float | None:
