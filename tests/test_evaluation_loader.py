@@ -55,7 +55,7 @@ def bpb_lines(text: str) -> dict[str, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # measured 572 s on a heavily loaded 2-core machine (about a minute idle)
+@pytest.mark.timeout(1200)  # measured 572 s on a heavily loaded 2-core machine
 def test_readme_torchrun_example_on_readme_data(tmp_path):
     """The README's data (embedded corpus, 1M-char shards: a one-row-group validation shard, vocab
     4096), its torchrun base_train example with fewer steps, then bpb under 2 ranks = 1 process."""
