@@ -1,7 +1,8 @@
 """`python -m nanochat_pipeline status` on a partly materialized grid, read from a real instance: a
 trained cell shows the val_bpb its materialization recorded, a never-trained cell "missing", a cell
 whose run failed "failed" with the error's own words, a cell with a run in progress "running"; after
-the tokenizer changes, the trained cell reads "unsynced". Nothing is started by looking."""
+the tokenizer changes, the trained cell reads "unsynced", and a tokenizer failing its blocking check
+reads "check failed" with the check's words. Nothing is started by looking."""
 import os
 import re
 import subprocess
@@ -96,3 +97,11 @@ def test_status_of_a_partly_materialized_grid(tmp_path, monkeypatch):
         out = render(read_status(defs, preset, instance))
     assert grid_row(out, "d1")[0] == f"{bpb:.4f} unsynced", out
     assert f"  {TRAINED} unsynced: tokenizer has a new data version" in out, out
+
+    # A byte-level vocabulary fails the tokenizer's blocking check: status says so, with the check's words.
+    with dg.DagsterInstance.get() as instance:
+        assert not materialize(defs, instance, ["tokenizer"], raise_on_error=False,
+                               run_config={"ops": {"tokenizer": {"config": {"vocab_size": 265}}}}).success
+        out = render(read_status(defs, preset, instance))
+    assert re.search(r"^tokenizer +check failed +vocab_size 265", out, re.MULTILINE), out
+    assert "  tokenizer check failed: its last blocking check bytes_per_token_above_floor failed: " in out, out
