@@ -47,6 +47,23 @@ def test_grid_cost_is_the_cells_flops_over_the_peak(tmp_path):
     assert said == []
 
 
+@pytest.mark.parametrize("answer, trains", [("y\n", True), ("yes\n", True), ("\n", False), ("n\n", False)])
+def test_on_a_terminal_the_person_is_asked(tmp_path, answer, trains):
+    import pty
+
+    preset = load_preset(str(write_tiny_preset(tmp_path, flops=("1e16",))))
+    cost = grid_cost(preset, [cell_from_key(grid_partitions(preset), "d1|1e16")])
+    leader, follower = pty.openpty()  # a real terminal device as stdin
+    os.write(leader, answer.encode())
+    said = []
+    with os.fdopen(follower, "r") as terminal:
+        assert terminal.isatty()
+        assert confirmed(cost, yes=False, say=said.append, stdin=terminal) is trains
+    os.close(leader)
+    assert said[0].startswith("the grid: 1 cell(s) to train") and said[1] == "train it? [y/N] "
+    assert len(said) == (2 if trains else 3)
+
+
 @pytest.mark.slow
 def test_a_grid_over_an_hour_is_not_started_without_yes(tmp_path):
     base = tmp_path / "base"
