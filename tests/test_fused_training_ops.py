@@ -188,3 +188,40 @@ def test_optimizer_equals_per_tensor_reference_bit_for_bit_across_a_reload():
     for st, want in zip((opt.state[p] for p in ours[:3]), muon_states):
         assert torch.equal(st["momentum_buffer"], want["momentum_buffer"])
         assert st["momentum_buffer"].shape == (6, 4)  # per-param layout in what state_dict saves
+
+
+def plain_polar_express(G, steps=5):
+    """The iteration written with `@` and separate scalings (what polar_express computed before baddbmm)."""
+    from nanochat_core.model.optim import POLAR_EXPRESS_COEFFS
+
+    X = G / (G.norm(dim=(-2, -1), keepdim=True) * 1.01 + 1e-6)
+    tall = X.size(-2) > X.size(-1)
+    for a, b, c in POLAR_EXPRESS_COEFFS[:steps]:
+        A = X.mT @ X if tall else X @ X.mT
+        X = a * X + (X @ (b * A + c * (A @ A)) if tall else (b * A + c * (A @ A)) @ X)
+    return X
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 5), (3, 5, 8), (6, 6), (2, 2, 4, 3)])
+def test_polar_express_equals_the_plain_iteration(shape):
+    torch.manual_seed(4)
+    G = torch.randn(*shape)
+    got = polar_express(G, 5, torch.float32)
+    assert got.shape == G.shape
+    torch.testing.assert_close(got, plain_polar_express(G), rtol=1e-5, atol=1e-5)
+
+
+def test_muon_without_decay_equals_the_decay_formula_at_zero():
+    from nanochat_core.model.optim import muon_update_
+
+    torch.manual_seed(5)
+    p1 = [torch.randn(4, 6) for _ in range(2)]
+    p2 = [t.clone() for t in p1]
+    grads = [torch.randn(4, 6) for _ in range(2)]
+    muon_update_(p1, grads, [{}, {}], 0.02, 0.95, 0.9, 0.0, 5, torch.float32)
+    g = normuon_scale(polar_express(torch.stack(grads).lerp_(torch.stack(grads) * 0.05, 0.95), 5), torch.zeros(2, 1, 6),
+                      0.9, -2)
+    P = torch.stack(p2)
+    P.sub_(0.02 * g + 0.02 * 0.0 * P * ((g * P) >= 0))
+    for a, b in zip(p1, P):
+        assert torch.equal(a, b)

@@ -25,18 +25,19 @@ POLAR_EXPRESS_COEFFS = [
 def polar_express(G: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Approximately orthogonalise the last two dims of G (batched), computing in `dtype`.
 
-    The Gram matrix is taken on the short side (X^T X for tall, X X^T for wide) so its cost stays small."""
+    The Gram matrix is taken on the short side (X^T X for tall, X X^T for wide) so its cost stays small.
+    Each iteration is three batched matmuls with the scalings folded in (baddbmm: beta*input + alpha*a@b):
+    on tiny matrices the step is bound by dispatched ops, and `@` on 3-D tensors adds expand/view ops."""
     X = G.to(dtype)
     X = X / (X.norm(dim=(-2, -1), keepdim=True) * 1.01 + 1e-6)  # spectral norm <= Frobenius norm < 1
+    squeeze = X.dim() == 2
+    X = X.unsqueeze(0) if squeeze else X.reshape(-1, *X.shape[-2:])
     tall = X.size(-2) > X.size(-1)
     for a, b, c in POLAR_EXPRESS_COEFFS[:steps]:
-        if tall:
-            A = X.mT @ X
-            X = a * X + X @ (b * A + c * (A @ A))
-        else:
-            A = X @ X.mT
-            X = a * X + (b * A + c * (A @ A)) @ X
-    return X
+        A = torch.bmm(X.mT, X) if tall else torch.bmm(X, X.mT)
+        B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b*A + c*A@A
+        X = torch.baddbmm(X, X, B, beta=a) if tall else torch.baddbmm(X, B, X, beta=a)  # a*X + X@B (or B@X)
+    return X.squeeze(0) if squeeze else X.reshape(G.shape)
 
 
 def adamw_update_(p, grad, exp_avg, exp_avg_sq, step: int, lr: float, beta1: float, beta2: float, eps: float,
@@ -45,6 +46,7 @@ def adamw_update_(p, grad, exp_avg, exp_avg_sq, step: int, lr: float, beta1: flo
     adamw_foreach_([p], [grad], [exp_avg], [exp_avg_sq], [step], [lr], [beta1], [beta2], [eps], [wd])
 
 
+@torch.no_grad()
 def adamw_foreach_(params, grads, exp_avgs, exp_avg_sqs, steps, lrs, beta1s, beta2s, epss, wds) -> None:
     """AdamW over many tensors at once, each with its own hyperparameters: every line is one foreach op
     (one dispatch for all tensors) doing, per element, exactly what the one-tensor ops did."""
@@ -86,6 +88,7 @@ def stacked_state(states: list[dict], key: str) -> torch.Tensor:
     return base
 
 
+@torch.no_grad()
 def muon_update_(params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict], lr: float, momentum: float,
                  beta2: float, wd: float, ns_steps: int, ortho_dtype: torch.dtype) -> None:
     """One Muon step for same-shaped params, stacked so the orthogonalisation runs as one batched matmul."""
@@ -105,10 +108,13 @@ def muon_update_(params: list[torch.Tensor], grads: list[torch.Tensor], states: 
     g = polar_express(g, ns_steps, ortho_dtype).float()
     g = normuon_scale(g, v2, beta2, red_dim)
     eff_lr = lr * max(1.0, rows / cols) ** 0.5
-    P = torch.stack([p.data for p in params])
-    mask = (g * P) >= 0  # cautious decay: only decay where the update agrees in sign with the weight
-    P.sub_(eff_lr * g + eff_lr * wd * P * mask)
-    torch._foreach_copy_([p.data for p in params], list(P.unbind(0)))
+    P = torch.stack(params)  # step() runs under no_grad: the params themselves, no .data (a detach op each)
+    if wd != 0:
+        mask = (g * P) >= 0  # cautious decay: only decay where the update agrees in sign with the weight
+        P.sub_(eff_lr * g + eff_lr * wd * P * mask)
+    else:  # the same values: the decay term is +0 then
+        P.sub_(eff_lr * g)
+    torch._foreach_copy_(params, list(P.unbind(0)))
 
 
 class MuonAdamW(torch.optim.Optimizer):
@@ -153,7 +159,7 @@ class MuonAdamW(torch.optim.Optimizer):
                     st["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
                     st["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
                 st["step"] += 1
-                for col, v in zip(cols, (p.data, p.grad, st["exp_avg"], st["exp_avg_sq"], st["step"], group["lr"],
+                for col, v in zip(cols, (p, p.grad, st["exp_avg"], st["exp_avg_sq"], st["step"], group["lr"],
                                          beta1, beta2, group["eps"], group["weight_decay"])):
                     col.append(v)
         if cols[0]:
