@@ -39,7 +39,7 @@ def main() -> int:
 
     import dagster as dg
     from nanochat_pipeline.definitions import build_definitions
-    from nanochat_pipeline.instance_home import ensure_dagster_home
+    from nanochat_pipeline.instance.home import ensure_dagster_home
     from nanochat_pipeline.partitions import cell_from_key, grid_partitions
     from nanochat_pipeline.presets import load_preset
 

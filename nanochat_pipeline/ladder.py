@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 
 from nanochat_pipeline.assets.scaling import results_csv
-from nanochat_pipeline.ladder_cells import add_ladder_cells, read_ladder_cells
+from nanochat_pipeline.presets.ladder_cells import add_ladder_cells, read_ladder_cells
 from nanochat_pipeline.presets import Preset
 
 FINGERPRINT_TAG = "nanochat/ladder_fingerprint"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from nanochat_pipeline.ladder_cells import read_ladder_cells
+from nanochat_pipeline.presets.ladder_cells import read_ladder_cells
 from nanochat_pipeline.presets import Preset
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
-from nanochat_pipeline.__main__ import main
+from nanochat_pipeline.cli.parser import main
 from nanochat_pipeline.presets import PresetError, load_preset
 from nanochat_pipeline.children import TRAIN_CHILD_MODULE
 from nanochat_pipeline.children.train import build_parser as train_child_parser

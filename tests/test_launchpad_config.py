@@ -13,7 +13,7 @@ from nanochat_pipeline.assets.rl import RlConfig
 from nanochat_pipeline.assets.training import BaseTrainConfig
 from nanochat_pipeline.presets import (CELL_FLAGS, CORPUS_KEYS, RL_PIPELINE_FLAGS, SFT_PIPELINE_FLAGS, SYNTHETIC_KEYS,
                                        TOKENIZER_KEYS, sft_flag_names)
-from nanochat_pipeline.run_config import effective_settings
+from nanochat_pipeline.presets.run_config import effective_settings
 
 
 def flags(parser) -> set[str]:

@@ -14,9 +14,9 @@ import pytest
 from nanochat_pipeline import progress
 from nanochat_pipeline.children import progress as child_progress
 from nanochat_pipeline.children.progress import ProgressWriter, progress_file
-from nanochat_pipeline.progress import ProgressWatcher, read_progress
-from nanochat_pipeline.run_records import scaling_verdict
-from nanochat_pipeline.terminal import Terminal, key_metric
+from nanochat_pipeline.cli.progress import ProgressWatcher, read_progress
+from nanochat_pipeline.cli.run_records import scaling_verdict
+from nanochat_pipeline.cli.terminal import Terminal, key_metric
 from helpers import wait_until
 from main_job_runs import TINY_ASSETS as ASSETS, run_main_job
 
@@ -163,7 +163,7 @@ def test_captured_output_sends_everything_else_to_the_log(tmp_path):
     script = textwrap.dedent(f"""
         import os, subprocess, sys, warnings
         from pathlib import Path
-        from nanochat_pipeline.terminal import captured_output
+        from nanochat_pipeline.cli.terminal import captured_output
         with captured_output(Path({str(log)!r})) as console:
             print("python stdout")
             warnings.warn("a python warning")

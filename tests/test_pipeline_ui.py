@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nanochat_pipeline.instance_home import ensure_training_pool
+from nanochat_pipeline.instance.home import ensure_training_pool
 from helpers import (DATA_ASSETS, free_port, materialize, stop_process_group, tiny_defs, wait_for_http, wait_until,
                      write_tiny_preset)
 

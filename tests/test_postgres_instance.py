@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nanochat_pipeline.__main__ import main
-from nanochat_pipeline.instance_home import SHIPPED_DAGSTER_YAML, prepare_dagster_home
-from nanochat_pipeline.instance_storage import InstanceConfigError
+from nanochat_pipeline.cli.parser import main
+from nanochat_pipeline.instance.home import SHIPPED_DAGSTER_YAML, prepare_dagster_home
+from nanochat_pipeline.instance.storage import InstanceConfigError
 from helpers import chat_sections, free_port, write_tiny_preset
 from postgres_server import PG_YAML
 
@@ -120,7 +120,7 @@ def test_postgres_home_is_named_and_an_empty_home_gets_the_shipped_sqlite_file(p
 def test_training_pool_limit_comes_from_the_environment_else_stays_as_set(pg_home, monkeypatch):
     import dagster as dg
 
-    from nanochat_pipeline.instance_home import ensure_training_pool
+    from nanochat_pipeline.instance.home import ensure_training_pool
 
     monkeypatch.delenv("NANOCHAT_TRAINING_SLOTS", raising=False)
     prepare_dagster_home()

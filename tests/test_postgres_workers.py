@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from nanochat_pipeline.children import TRAIN_CHILD_MODULE
-from nanochat_pipeline.instance_home import ensure_training_pool
+from nanochat_pipeline.instance.home import ensure_training_pool
 from helpers import DATA_ASSETS, materialize, stop_process_group, tiny_defs, wait_until, write_tiny_preset
 
 pytestmark = pytest.mark.slow

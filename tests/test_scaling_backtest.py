@@ -79,7 +79,7 @@ def test_the_verdict_and_fit_json_carry_the_backtest(tmp_path, capsys):
     assert printed.splitlines()[1] == line  # the terminal shows it right under the law
     import dagster as dg
 
-    from nanochat_pipeline.run_records import scaling_verdict
+    from nanochat_pipeline.cli.run_records import scaling_verdict
     with dg.instance_for_test() as instance:  # the main job's and status's scaling line carry it too
         assert scaling_verdict(instance, out / "fit.json").splitlines()[1] == f"  {line}"
 

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from helpers import DATA_ASSETS, materialize, tiny_defs, write_tiny_preset
-from nanochat_pipeline.ladder_cells import add_ladder_cells
+from nanochat_pipeline.presets.ladder_cells import add_ladder_cells
 from nanochat_pipeline.partitions import declared_cells, declared_cells_note, grid_partitions
 from nanochat_pipeline.presets import load_preset
 

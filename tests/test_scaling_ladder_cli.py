@@ -9,7 +9,7 @@ import pytest
 
 from helpers import chat_sections
 from main_job_runs import main_job_env
-from nanochat_pipeline.ladder_cells import LADDER_FILE
+from nanochat_pipeline.presets.ladder_cells import LADDER_FILE
 from nanochat_pipeline.presets import load_preset
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 from nanochat_core.scaling.results_csv import row_from_training
 from nanochat_core.scaling.shape import ModelFamily, effective_params_at
 from nanochat_pipeline.ladder import FINGERPRINT_TAG, next_step, read_fit
-from nanochat_pipeline.ladder_cells import read_ladder_cells
+from nanochat_pipeline.presets.ladder_cells import read_ladder_cells
 from scaling_fixtures import A, ALPHA, B, BETA, E
 from helpers import materialize, tiny_defs, write_tiny_preset
 

@@ -38,7 +38,7 @@ def run_status(preset_path, base, home):
 
 
 def test_status_of_a_partly_materialized_grid(tmp_path, monkeypatch):
-    from nanochat_pipeline.instance_home import ensure_dagster_home
+    from nanochat_pipeline.instance.home import ensure_dagster_home
     from nanochat_pipeline.presets import load_preset
 
     base, home = tmp_path / "base", tmp_path / "dagster_home"

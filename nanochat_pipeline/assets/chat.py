@@ -22,7 +22,7 @@ from nanochat_pipeline.children import SFT_CHILD_MODULE
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
 from nanochat_pipeline.required_files import require_files
-from nanochat_pipeline.run_config import effective_settings, settings_metadata
+from nanochat_pipeline.presets.run_config import effective_settings, settings_metadata
 from nanochat_pipeline.staleness import require_checks_passed
 
 SFT_MODEL_CHECKS = [dg.AssetCheckSpec(n, asset="sft_model", blocking=True)

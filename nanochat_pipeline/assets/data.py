@@ -11,7 +11,7 @@ from nanochat_core.common import settings
 from nanochat_core.common.file_hash import files_sha256
 from nanochat_pipeline.required_files import require_files
 from nanochat_pipeline.presets import Preset
-from nanochat_pipeline.run_config import effective_settings, settings_metadata
+from nanochat_pipeline.presets.run_config import effective_settings, settings_metadata
 from nanochat_pipeline.staleness import require_checks_passed
 
 # Never consume an upstream whose latest blocking check failed (Dagster records the materialization

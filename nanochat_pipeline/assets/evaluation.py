@@ -91,7 +91,7 @@ def evaluation_inputs(instance: dg.DagsterInstance) -> tuple[Path | None, dict]:
     """(the bundle folder eval_bundle found, or None; what the card says about each input) from the
     inputs' latest materializations: where the bundle is and whether it is partial, or why it and
     the task data could not be had (no network and what the probe saw, offline, nothing on disk)."""
-    from nanochat_pipeline.run_records import latest_metadata
+    from nanochat_pipeline.cli.run_records import latest_metadata
 
     bundle_meta, tasks_meta = latest_metadata(instance, "eval_bundle", None), latest_metadata(instance, "task_data", None)
     bundle, notes = None, {}

@@ -20,7 +20,7 @@ from nanochat_pipeline.children import RL_CHILD_MODULE
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
 from nanochat_pipeline.required_files import require_files
-from nanochat_pipeline.run_config import effective_settings, settings_metadata
+from nanochat_pipeline.presets.run_config import effective_settings, settings_metadata
 
 RL_MODEL_CHECKS = [dg.AssetCheckSpec(name, asset="rl_model", blocking=True)
                    for name in ("rl_finite_loss", "rl_checkpoint_loads", "rl_reward_not_nan")]

@@ -18,11 +18,11 @@ from nanochat_pipeline.assets.eval_inputs import child_env
 from nanochat_pipeline.children import TRAIN_CHILD_MODULE
 from nanochat_pipeline.launch.runner import launch_child
 from nanochat_pipeline.required_files import require_files
-from nanochat_pipeline.automation import declared_only
+from nanochat_pipeline.sensors import declared_only
 from nanochat_pipeline.partitions import cell_from_key, declared_cells, declared_cells_note
 from nanochat_pipeline.pictures import markdown_image
 from nanochat_pipeline.presets import Preset
-from nanochat_pipeline.run_config import effective_settings, settings_metadata
+from nanochat_pipeline.presets.run_config import effective_settings, settings_metadata
 from nanochat_pipeline.staleness import require_checks_passed
 
 TRAINING_POOL = "training"  # one training run at a time on a machine's accelerators (dagster.yaml)

@@ -1,7 +1,7 @@
 """The child's side of training progress: a small JSON file the main job's progress bar reads.
 
 Rank 0 rewrites `<base dir>/progress/<asset>_<tag>.json` at most every WRITE_EVERY seconds (temp
-name + rename: a reader never sees half a file). The reading side is nanochat_pipeline/progress.py;
+name + rename: a reader never sees half a file). The reading side is nanochat_pipeline/cli/progress.py;
 the file, not Pipes log messages, so that a slow or lost message cannot stall the bar, and a file
 left by an older run is recognised by its start time.
 """

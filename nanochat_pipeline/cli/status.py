@@ -68,7 +68,7 @@ def run_status(preset_name: str | None) -> int:
         with dg.DagsterInstance.ephemeral() as instance:
             print(render(read_status(definitions.defs, definitions.preset, instance)))
         return 0
-    from nanochat_pipeline.instance_storage import InstanceConfigError, preflight
+    from nanochat_pipeline.instance.storage import InstanceConfigError, preflight
 
     try:
         storage = preflight(home)
@@ -114,8 +114,8 @@ def read_status(defs, preset, instance) -> Status:
     import dagster as dg
 
     from nanochat_pipeline.assets.scaling import results_csv
-    from nanochat_pipeline.main_job import UNPARTITIONED_ORDER
-    from nanochat_pipeline.run_records import scaling_verdict
+    from nanochat_pipeline.cli.main_job import UNPARTITIONED_ORDER
+    from nanochat_pipeline.cli.run_records import scaling_verdict
 
     reader = StateReader(defs, preset, instance)
     grid = reader.graph.get(dg.AssetKey(GRID_ASSET)).partitions_def
@@ -201,7 +201,7 @@ class StateReader:
         from dagster._core.definitions.events import AssetKeyPartitionKey
 
         from nanochat_pipeline.cli.failure_line import run_failure_line
-        from nanochat_pipeline.main_job import artifact_paths
+        from nanochat_pipeline.cli.main_job import artifact_paths
 
         key = dg.AssetKey(asset)
         status = self.resolver.get_status(key, partition)
@@ -264,7 +264,7 @@ def render(status: Status) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    from nanochat_pipeline.terminal import key_metric
+    from nanochat_pipeline.cli.terminal import key_metric
 
     out = StringIO()
     console = Console(file=out, width=120, force_terminal=False, no_color=True, highlight=False)

@@ -5,7 +5,7 @@ numbers nodes by their sorted --local-addr), so the asset reads Pipes messages f
 from __future__ import annotations
 
 from nanochat_pipeline.launch.k8s_pod import CONTAINER, cell_pod_spec, env_list, k8s_name
-from nanochat_pipeline.launch.spec import LaunchSpec
+from nanochat_pipeline.presets.launch_table import LaunchSpec
 from nanochat_pipeline.launch.torchrun import RDZV_PORT, multinode_command
 
 # A Job pod's index: an annotation (read into NODE_INDEX), and since Kubernetes 1.28 a label as well.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from nanochat_pipeline.launch.spec import LaunchSpec
+from nanochat_pipeline.presets.launch_table import LaunchSpec
 
 CONTAINER = "training"
 DATA_VOLUME, SHM_VOLUME = "nanochat-data", "dshm"

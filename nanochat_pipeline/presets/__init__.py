@@ -13,10 +13,10 @@ from pathlib import Path
 
 from nanochat_core.common import settings
 from nanochat_core.train.args import build_parser
-from nanochat_pipeline.ladder_bounds import ladder_bounds
-from nanochat_pipeline.launch.spec import LaunchError, LaunchSpec, parse_launch
+from nanochat_pipeline.presets.ladder_bounds import ladder_bounds
+from nanochat_pipeline.presets.launch_table import LaunchError, LaunchSpec, parse_launch
 
-SHIPPED_DIR = Path(__file__).parent / "presets"
+SHIPPED_DIR = Path(__file__).parent  # the shipped TOML files sit beside this module
 DEFAULT_PRESET = "demo"
 PRESET_ENV = "NANOCHAT_PRESET"
 

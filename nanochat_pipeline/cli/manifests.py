@@ -53,7 +53,7 @@ def image_parts(image: str) -> tuple[str, str]:
 def helm_values(preset) -> dict:
     """Values for the dagster/dagster chart (1.13.27): PostgreSQL, the daemon with its queue, the code
     location in the preset's image, K8sRunLauncher run pods with the claim, the training pool limit."""
-    from nanochat_pipeline.instance_home import training_slots
+    from nanochat_pipeline.instance.home import training_slots
 
     launch, base_dir = preset.launch, str(settings.base_dir())
     repository, tag = image_parts(launch.image)

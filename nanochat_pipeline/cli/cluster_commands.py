@@ -28,8 +28,8 @@ def run_command(args) -> int:
 
 
 def run_dev(dagster_args: list[str]) -> int:
-    from nanochat_pipeline.instance_home import ensure_training_pool, prepare_dagster_home
-    from nanochat_pipeline.instance_storage import InstanceConfigError
+    from nanochat_pipeline.instance.home import ensure_training_pool, prepare_dagster_home
+    from nanochat_pipeline.instance.storage import InstanceConfigError
 
     try:
         _, storage = prepare_dagster_home()
@@ -49,7 +49,7 @@ def run_dev(dagster_args: list[str]) -> int:
 
 
 def run_manifests(preset_name: str, out: Path) -> int:
-    from nanochat_pipeline.launch.manifests import write_manifests
+    from nanochat_pipeline.cli.manifests import write_manifests
 
     try:
         paths = write_manifests(load_preset(preset_name), out)
