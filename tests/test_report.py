@@ -146,6 +146,7 @@ def test_summary_has_arithmetic_with_standard_errors_and_says_why_rows_are_empty
     empty = data["summary_empty"]
     assert set(empty) == {"CORE", "ARC-Easy", "ARC-Challenge", "MMLU", "GSM8K", "HumanEval", "ChatCORE"}
     assert empty["GSM8K"] == no_data and "needs all five" in empty["ChatCORE"] and "core.yaml is missing" in empty["CORE"]
+    assert empty["CORE"].startswith("no network: example.org did not answer")
     assert f"- GSM8K: {no_data}" in markdown and "## Evaluation data" in markdown and inputs["eval_bundle"] in markdown
     # the RL section's own pass@1: 0.25 -> 0.5 on 100 problems, standard errors 0.0433 and 0.05
     assert "pass@1 0.2500 ± 0.0433 before RL, 0.5000 ± 0.0500 after: a change of +0.2500 ± 0.0661, beyond its error" \

@@ -67,8 +67,9 @@ def _rl_held_out(sections: dict) -> dict | None:
             "beyond_error": abs(change) > 2 * se}
 
 
-def _why_empty(sections: dict, summary: dict) -> dict:
-    """{row: why it has no number}, for every summary row with no number in any column."""
+def _why_empty(sections: dict, summary: dict, inputs: dict) -> dict:
+    """{row: why it has no number}, for every summary row with no number in any column; CORE's reason
+    leads with what the caller knows about the bundle (no network, say) when there is none."""
     out = {}
     for label, section, key in SUMMARY_ROWS:
         if any(v is not None for v in summary[label].values()):
@@ -76,6 +77,8 @@ def _why_empty(sections: dict, summary: dict) -> dict:
         if section == "base":
             sec = sections["base_evaluation"] if key == "CORE" else sections["base_training"]
             out[label] = sec.get("reason") or ("no task of the bundle could be scored" if key == "CORE" else "not recorded")
+            if key == "CORE" and sec["status"] != "ok" and inputs.get("eval_bundle"):
+                out[label] = f"{inputs['eval_bundle']} ({out[label]})"
             continue
         sec = sections["chat_evaluation"]
         if sec["status"] != "ok":
@@ -139,7 +142,7 @@ def build_report(model_tag: str, root: Path | None = None, start_time: datetime 
         sections["rl_chat_evaluation"] = chat_eval_section(model_tag, "rl", root)
     summary, stderr = _summary(sections)
     report = {"model_tag": model_tag, "environment": environment(start_time), "inputs": dict(inputs or {}), **sections,
-              "summary": summary, "summary_stderr": stderr, "summary_empty": _why_empty(sections, summary),
+              "summary": summary, "summary_stderr": stderr, "summary_empty": _why_empty(sections, summary, dict(inputs or {})),
               "rl_held_out": _rl_held_out(sections),
               "not_evaluated": _not_evaluated(sections), "timing": _timing(sections, start_time)}
     from nanochat_core.report.scaling_section import scaling_markdown, scaling_section
