@@ -20,7 +20,7 @@ TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
 
 
 def queue_cells(cells: list[str]) -> None:
-    """One queued run per cell, as a UI backfill makes them (the daemon is not running yet)."""
+    """One queued run per cell, as a UI backfill makes them; the running daemon launches them."""
     subprocess.run([sys.executable, "-m", "dagster", "job", "backfill", "-w", "workspace.yaml", "-j", "scaling_grid_job",
                     "--partitions", ",".join(cells), "--noprompt"], cwd=REPO, check=True, capture_output=True)
 
@@ -76,16 +76,14 @@ def worker_chain(child: int) -> list[int]:
 
 
 @pytest.fixture
-def grid(pg_home, tmp_path, monkeypatch, request):
-    """Two tiny cells queued on the Postgres instance, their upstream materialized, the pool limit set."""
-    monkeypatch.setenv("NANOCHAT_TRAINING_SLOTS", str(request.param))
-    preset_path = write_tiny_preset(tmp_path, flops=("2e9", "3e9"))
+def grid(pg_home, tmp_path, monkeypatch):
+    """Four tiny cells on the Postgres instance, their upstream materialized, the daemon running; the test
+    sets the pool limit and queues the cells."""
+    preset_path = write_tiny_preset(tmp_path, flops=("2e9", "3e9", "4e9", "5e9"))
     monkeypatch.setenv("NANOCHAT_PRESET", str(preset_path))
     defs, _ = tiny_defs(preset_path)
     with dg.DagsterInstance.get() as instance:
-        assert ensure_training_pool(instance) == request.param
         assert materialize(defs, instance, DATA_ASSETS).success
-    queue_cells(["d1|2e9", "d1|3e9"])
     daemon = start_daemon(tmp_path / "daemon.log")
     try:
         with dg.DagsterInstance.get() as instance:
@@ -94,11 +92,24 @@ def grid(pg_home, tmp_path, monkeypatch, request):
         stop_daemon(daemon, pg_home[0])
 
 
-@pytest.mark.parametrize("grid", [1], indirect=True)
-def test_one_training_slot_never_lets_two_cells_overlap(grid):
+def set_training_slots(instance, monkeypatch, slots: int) -> None:
+    """NANOCHAT_TRAINING_SLOTS into the database, as `python -m nanochat_pipeline run` puts it there; the
+    running daemon reads the limit from there at each dequeue."""
+    monkeypatch.setenv("NANOCHAT_TRAINING_SLOTS", str(slots))
+    assert ensure_training_pool(instance) == slots
+
+
+@pytest.mark.timeout(1800)  # four cells and a daemon: several minutes on a busy 2-core machine
+def test_the_training_pool_limit_decides_how_many_cells_train_at_once(grid, monkeypatch):
+    """(merged: test_one_training_slot_never_lets_two_cells_overlap and
+    test_two_slots_overlap_and_a_killed_worker_leaves_the_rest_intact, which each started a daemon on an
+    instance of their own: one instance and daemon here, the limit changed between the two parts)"""
     instance = grid
-    records = wait_until(lambda: (r := cell_records(instance)) and all(x.dagster_run.status in TERMINAL
-                                                                       for x in r.values()) and r,
+    # 1. One slot: two queued cells never overlap.
+    set_training_slots(instance, monkeypatch, 1)
+    queue_cells(["d1|2e9", "d1|3e9"])
+    records = wait_until(lambda: (r := cell_records(instance)) and len(r) == 2
+                         and all(x.dagster_run.status in TERMINAL for x in r.values()) and r,
                          600, "both cells finished")
     assert {c: r.dagster_run.status for c, r in records.items()} == {"d1|2e9": dg.DagsterRunStatus.SUCCESS,
                                                                     "d1|3e9": dg.DagsterRunStatus.SUCCESS}
@@ -106,28 +117,26 @@ def test_one_training_slot_never_lets_two_cells_overlap(grid):
     assert first[1] <= second[0], (first, second)  # the second started only once the first had ended
     assert instance.get_materialized_partitions(dg.AssetKey("base_model")) == {"d1|2e9", "d1|3e9"}
 
-
-@pytest.mark.parametrize("grid", [2], indirect=True)
-def test_two_slots_overlap_and_a_killed_worker_leaves_the_rest_intact(grid):
-    instance = grid
-    # Both cells train at the same moment: two worker processes, each with its training child.
-    both = wait_until(lambda: (c := training_children(["d1_2e9", "d1_3e9"])) and len(c) == 2 and c, 600,
+    # 2. Two slots: two cells train at the same moment, in two worker processes each with its training child.
+    set_training_slots(instance, monkeypatch, 2)
+    queue_cells(["d1|4e9", "d1|5e9"])
+    both = wait_until(lambda: (c := training_children(["d1_4e9", "d1_5e9"])) and len(c) == 2 and c, 600,
                       "both cells training at once", poll=0.2)
-    victim = worker_chain(both["d1_2e9"])
-    assert victim[0] not in worker_chain(both["d1_3e9"])  # two different worker processes
+    victim = worker_chain(both["d1_4e9"])
+    assert victim[0] not in worker_chain(both["d1_5e9"])  # two different worker processes
     for pid in victim:  # the machine running this cell dies: its worker, step process and child at once
         os.kill(pid, signal.SIGKILL)
 
-    survivor = wait_until(lambda: (r := cell_records(instance)["d1|3e9"]).dagster_run.status in TERMINAL and r,
+    survivor = wait_until(lambda: (r := cell_records(instance)["d1|5e9"]).dagster_run.status in TERMINAL and r,
                           600, "the other cell finished")
     assert survivor.dagster_run.status == dg.DagsterRunStatus.SUCCESS
-    killed = cell_records(instance)["d1|2e9"].dagster_run
+    killed = cell_records(instance)["d1|4e9"].dagster_run
     assert killed.status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.QUEUED)
     # The history written before and beside the kill is all there.
-    assert instance.get_materialized_partitions(dg.AssetKey("base_model")) == {"d1|3e9"}
+    assert instance.get_materialized_partitions(dg.AssetKey("base_model")) == {"d1|2e9", "d1|3e9", "d1|5e9"}
     for asset in DATA_ASSETS:
         assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None
     events = [e.dagster_event for e in instance.all_logs(survivor.dagster_run.run_id) if e.dagster_event]
     assert [e.step_key for e in events if e.is_step_success] == ["base_model"]
     data_runs = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
-    assert len(data_runs) == 2  # the data assets' run and the surviving cell
+    assert len(data_runs) == 4  # the data assets' run, the two one-slot cells and the surviving cell
