@@ -10,11 +10,10 @@ from nanochat_pipeline.assets.evaluation import build_evaluation_assets
 from nanochat_pipeline.assets.rl import build_rl_assets
 from nanochat_pipeline.assets.scaling import build_scaling_assets
 from nanochat_pipeline.assets.training import build_training_assets
-from nanochat_pipeline.sensors import build_automation_sensor
-from nanochat_pipeline.ladder import build_ladder_sensor
 from nanochat_pipeline.partitions import grid_partitions
 from nanochat_pipeline.presets import Preset, active_preset
 from nanochat_pipeline.schedules import build_scaling_schedule
+from nanochat_pipeline.sensors import build_automation_sensor, build_ladder_sensor
 
 
 def build_definitions(preset: Preset) -> dg.Definitions:

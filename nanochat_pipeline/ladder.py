@@ -8,7 +8,8 @@ and data (the fingerprint below, also the run key, which Dagster never launches 
 
 Two drivers: `scaling_ladder_sensor` (requests the cells already in the loaded grid and adds the
 others to the ladder's cells file, which makes them partitions when the code location reloads),
-and `python -m nanochat_pipeline run --ladder` (run_ladder: trains, refits and grows in a loop).
+and `python -m nanochat_pipeline run --ladder` (cli/ladder_run.py: trains, refits and grows in a loop).
+The sensor is in sensors.py; this module holds the step logic both share.
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from nanochat_pipeline.assets.scaling import results_csv
-from nanochat_pipeline.presets.ladder_cells import add_ladder_cells, read_ladder_cells
 from nanochat_pipeline.presets import Preset
+from nanochat_pipeline.presets.ladder_cells import add_ladder_cells, read_ladder_cells
+from nanochat_pipeline.presets.paths import results_csv
 
 FINGERPRINT_TAG = "nanochat/ladder_fingerprint"
 FIT_FILE = "fit.json"  # nanochat_core.scaling.analysis.FIT_FILE (not imported: it pulls in torch at load)
@@ -133,83 +134,14 @@ def _within_bounds(proposals: list[dict], fit: dict, preset: Preset, known: dict
     return step
 
 
-def _record(preset: Preset, cells: list[dict]) -> None:
+def record_ladder_cells(preset: Preset, cells: list[dict]) -> None:
     """Cells outside the preset's own grid go into the ladder's file (and so into the next grid)."""
     preset_grid = {f"{d}|{f}" for d in preset.depth_keys for f in preset.flops_keys}
     add_ladder_cells(preset.root, [{k: c[k] for k in ("depth", "flops", "why")} for c in cells
                                    if c["key"] not in preset_grid])
 
 
-def build_ladder_sensor(preset: Preset, partitions: dg.MultiPartitionsDefinition, grid_job) -> dg.SensorDefinition:
-    @dg.sensor(name="scaling_ladder_sensor", job=grid_job, minimum_interval_seconds=60,
-               default_status=dg.DefaultSensorStatus.STOPPED,
-               description="Scaling ladder: request the cells the latest fit proposes, within [ladder] bounds, "
-                           "until the law is credible.")
-    def scaling_ladder_sensor(context: dg.SensorEvaluationContext):
-        fit = read_fit(preset)
-        if fit is None:
-            return dg.SkipReason(f"no fit yet ({fit_path(preset)}): materialize scaling_results first")
-        code_version = context.repository_def.asset_graph.get(BASE_MODEL).code_version
-        print_ = fingerprint(preset, context.instance, code_version)
-        grid = set(partitions.get_partition_keys())
-        step = next_step(fit, preset, known_cells(context.instance, print_), grid_flops(partitions))
-        if step.stop:
-            return dg.SkipReason(f"ladder stopped: {step.stop}")
-        _record(preset, step.cells)
-        requests = [dg.RunRequest(partition_key=c["key"], run_key=f"ladder:{c['key']}:{print_}",
-                                  tags={FINGERPRINT_TAG: print_}) for c in step.cells if c["key"] in grid]
-        waiting = [c["key"] for c in step.cells if c["key"] not in grid]
-        note = ((f"proposed, added to the grid, requested after the code location reloads: {', '.join(waiting)}. "
-                 if waiting else "") + (f"held back: {'; '.join(step.held_back)}" if step.held_back else ""))
-        if requests:
-            if note:
-                context.log.info(note)
-            return dg.SensorResult(run_requests=requests)
-        return dg.SkipReason(note)
-
-    return scaling_ladder_sensor
-
-
 def grid_flops(partitions: dg.MultiPartitionsDefinition) -> list[str]:
     return next(d.partitions_def.get_partition_keys() for d in partitions.partitions_defs if d.name == "flops")
 
 
-def run_ladder(preset: Preset, instance: dg.DagsterInstance, run_main_job, log) -> int:
-    """run_main_job(defs) -> exit code (the main job), then rounds of: the fit's proposed cells
-    (trained), scaling_results (refit), until the law is credible or a bound is reached, said on
-    log(text). Returns the main job's failure code, 1 when a refit fails, else 0."""
-    from nanochat_pipeline.definitions import build_definitions
-
-    defs = build_definitions(preset)
-    rc = run_main_job(defs)
-    round_ = 0
-    while rc == 0:
-        fit = read_fit(preset)
-        if fit is None:
-            log(f"ladder: no fit at {fit_path(preset)}: scaling_results did not run")
-            return 1
-        graph = defs.resolve_asset_graph()
-        partitions = graph.get(BASE_MODEL).partitions_def
-        print_ = fingerprint(preset, instance, graph.get(BASE_MODEL).code_version)
-        step = next_step(fit, preset, known_cells(instance, print_), grid_flops(partitions))
-        if step.stop:
-            added = len(read_ladder_cells(preset.root))
-            log(f"ladder: stopped after {round_} round(s), {added} cell(s) added in all: {step.stop}")
-            return 0
-        round_ += 1
-        _record(preset, step.cells)
-        defs = build_definitions(preset)  # the grid now holds the new cells
-        log(f"ladder round {round_}: " + "; ".join(f"{c['key']} ({c['why']})" for c in step.cells))
-        for cell in step.cells:
-            result = dg.materialize(list(defs.assets), selection=[BASE_MODEL], partition_key=cell["key"],
-                                    instance=instance, resources=defs.resources, raise_on_error=False,
-                                    tags={FINGERPRINT_TAG: print_, "nanochat/ladder": preset.name})
-            log(f"  base_model[{cell['key']}]: {'done' if result.success else 'FAILED (not retried for this code and data)'}")
-        result = dg.materialize(list(defs.assets), selection=["scaling_results"], instance=instance,
-                                resources=defs.resources, raise_on_error=False)
-        if not result.success:
-            log("  scaling_results: FAILED")
-            return 1
-        refit = read_fit(preset) or {}
-        log("  refit: " + " | ".join((refit.get("verdict") or "no verdict").splitlines()))
-    return rc

@@ -5,8 +5,13 @@ its latest materialization failed one of its blocking checks: Dagster records th
 even then, so "materialized and in sync" alone would call a failed tokenizer up to date and train
 every cell on it. The main job, the schedule and (through all_deps_blocking_checks_passed) the
 automation sensor all read the same answer from the instance.
+
+The automation conditions the assets declare live here too (they are the sensor's side of the same
+question), with the upstream-files check an asset makes before it reads what another one wrote.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
@@ -127,3 +132,53 @@ def plan_cells(asset_graph, instance: dg.DagsterInstance, partitions,
         if failed:
             skipped[cell] = f"not run again for the same code and data: {failed}"
     return run, skipped
+
+
+# Never consume an upstream whose latest blocking check failed (Dagster records the materialization
+# anyway); a new, passing materialization of it lifts the gate.
+AUTOMATION = ((dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed())
+              & dg.AutomationCondition.all_deps_blocking_checks_passed())
+
+class InDeclaredCells(dg.AutomationCondition):
+    """True for the partitions among `cells` (the declared cells), false for every other partition."""
+
+    def __init__(self, cells: list[str]):
+        self.cells = frozenset(cells)
+
+    @property
+    def requires_cursor(self) -> bool:
+        return False  # a pure function of the candidate partitions
+
+    @property
+    def description(self) -> str:
+        return f"one of the {len(self.cells)} declared cells (the preset's grid and the ladder's cells)"
+
+    @property
+    def name(self) -> str:
+        return "in_declared_cells"
+
+    def evaluate(self, context):
+        partitions = context.partitions_def
+        keys = {k for k in self.cells if partitions is not None and partitions.has_partition_key(k)}
+        subset = context.asset_graph_view.compute_intersection_with_partition_keys(keys, context.candidate_subset)
+        return dg.AutomationResult(context, true_subset=subset)
+
+
+def declared_only(condition: dg.AutomationCondition, cells: list[str]) -> dg.AutomationCondition:
+    """`condition`, for the declared cells only."""
+    return (condition & InDeclaredCells(cells)).with_label("eager, declared cells only")
+
+def require_files(what: str, paths: list[Path], producer: str) -> None:
+    """Fail with a message naming the missing file and the asset that makes it."""
+    import dagster as dg
+
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise dg.Failure(f"{what}: missing on disk: {', '.join(missing)}. Materialize `{producer}` again to rebuild it.")
+
+def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str | None) -> dict:
+    """The metadata of the latest materialization (an up-to-date asset's key metric)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
+        limit=1).records
+    return dict(records[0].asset_materialization.metadata) if records else {}

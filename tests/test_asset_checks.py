@@ -9,9 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from chat_fixtures import write_chat_checkpoint
-from nanochat_pipeline.assets.chat import built_on_base_check
-from nanochat_pipeline.assets.data import shard_checks, tokenizer_checks
-from nanochat_pipeline.assets.training import checkpoint_loads_check, plausible_loss_check, uniform_guess_bpb
+from nanochat_pipeline.checks import (built_on_base_check, checkpoint_loads_check, plausible_loss_check, shard_checks,
+                                     tokenizer_checks, uniform_guess_bpb)
 from helpers import generated_documents, write_shards
 from train_fixtures import build_base, write_tokenizer
 

@@ -10,7 +10,7 @@ import torch
 
 from nanochat_core.common import settings
 from nanochat_core.model import checkpoint as ckpt
-from nanochat_pipeline.assets.rl import rl_model_checks
+from nanochat_pipeline.checks import rl_model_checks
 from nanochat_pipeline.children.progress import progress_file
 from nanochat_pipeline.presets import PresetError, load_preset
 from helpers import (DATA_ASSETS, chat_sections, latest_materialization, materialize, tiny_defs, write_task_data,

@@ -17,7 +17,7 @@ from helpers import (latest_materialization, materialize, metadata_values, servi
 from nanochat_core.evaluation import reachability
 from nanochat_core.evaluation.core import evaluate_model
 from nanochat_core.evaluation.core_bundle import BUNDLE_DIR_ENV, URL_ENV
-from nanochat_pipeline.assets import eval_inputs
+from nanochat_pipeline.presets import network
 from test_core_eval import BigramStub, CharTokenizer, write_bundle
 
 
@@ -79,7 +79,7 @@ def bundle_server(tmp_path):
 @pytest.fixture
 def fresh_probe(monkeypatch):
     """Each test probes afresh (the pipeline probes once per process)."""
-    monkeypatch.setattr(eval_inputs, "_probed", {})
+    monkeypatch.setattr(network, "_probed", {})
     monkeypatch.delenv(BUNDLE_DIR_ENV, raising=False)
 
 
@@ -120,7 +120,7 @@ def test_auto_with_no_answer_goes_on_offline_and_says_so(tmp_base_dir, tmp_path,
         tasks = metadata_values(latest_materialization(instance, "task_data"))
         assert tasks["network"].startswith("no network") and tasks["available"] == 0
         assert "HF_HUB_OFFLINE" in tasks["sources"]  # the readers were told not to try the Hub
-        assert eval_inputs.child_env(preset)["HF_HUB_OFFLINE"] == "1"
+        assert network.child_env(preset)["HF_HUB_OFFLINE"] == "1"
 
 
 def test_auto_fetches_the_bundle_from_a_server_that_answers_and_it_is_used(tmp_base_dir, tmp_path, monkeypatch,

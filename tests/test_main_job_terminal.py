@@ -11,7 +11,7 @@ import time
 import dagster as dg
 import pytest
 
-from nanochat_pipeline import progress
+from nanochat_pipeline.cli import progress
 from nanochat_pipeline.children import progress as child_progress
 from nanochat_pipeline.children.progress import ProgressWriter, progress_file
 from nanochat_pipeline.cli.progress import ProgressWatcher, read_progress
@@ -121,7 +121,7 @@ def test_grid_cells_share_a_summary_row_with_their_range():
 
 
 def test_off_a_terminal_a_quick_asset_prints_its_end_line_only(monkeypatch):
-    from nanochat_pipeline import terminal
+    from nanochat_pipeline.cli import terminal
 
     monkeypatch.setattr(terminal, "START_LINE_AFTER", 60.0)  # far longer than any stall between two calls
     console = io.StringIO()

@@ -5,7 +5,7 @@ import pytest
 import dagster as dg
 from dagster._core.definitions.data_version import StaleStatus
 
-from nanochat_pipeline.assets.scaling import results_csv
+from nanochat_pipeline.presets.paths import results_csv
 from nanochat_core.common.file_hash import files_sha256
 from nanochat_pipeline.staleness import stale_resolver
 from nanochat_core.common import settings

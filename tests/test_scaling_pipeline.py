@@ -150,7 +150,7 @@ def test_scaling_preset_brackets_nanochats_optimum_with_room():
 def test_run_ladder_trains_the_proposed_cell_and_stops_at_its_bound(tmp_base_dir, tmp_path, one_torch_thread):
     """Real training: a one-cell grid (d2) has its minimum at its smallest depth; the ladder trains d1
     (the smaller model), refits, and stops at max_cells = 1 saying so."""
-    from nanochat_pipeline.ladder import run_ladder
+    from nanochat_pipeline.cli.ladder_run import run_ladder
 
     path = write_tiny_preset(tmp_path, depths=(2,), flops=("8e9",), extra_sections="\n[ladder]\nmax_cells = 1\n")
     _, preset = tiny_defs(path)

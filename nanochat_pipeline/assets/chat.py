@@ -7,7 +7,6 @@ same training pool as base_model, resuming an interrupted run from its checkpoin
 """
 
 import json
-from pathlib import Path
 from typing import Optional
 
 import dagster as dg
@@ -15,19 +14,16 @@ import dagster as dg
 from nanochat_core.common import settings
 from nanochat_core.synthetic.generate import default_output
 from nanochat_core.common.file_hash import files_sha256
-from nanochat_pipeline.assets.data import AUTOMATION
-from nanochat_pipeline.assets.eval_inputs import device_type, task_data_dir
-from nanochat_pipeline.assets.training import BASE_MODEL_CHECKS, TRAINING_POOL, checkpoint_loads_check, run_training_child
+from nanochat_pipeline.checks import BASE_MODEL_CHECKS, SFT_MODEL_CHECKS, built_on_base_check, checkpoint_loads_check
 from nanochat_pipeline.children import SFT_CHILD_MODULE
+from nanochat_pipeline.instance.home import TRAINING_POOL
+from nanochat_pipeline.launch.training_run import launch_training_child
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
-from nanochat_pipeline.required_files import require_files
+from nanochat_pipeline.presets.network import child_env
+from nanochat_pipeline.presets.paths import device_type, task_data_dir
 from nanochat_pipeline.presets.run_config import effective_settings, settings_metadata
-from nanochat_pipeline.staleness import require_checks_passed
-
-SFT_MODEL_CHECKS = [dg.AssetCheckSpec(n, asset="sft_model", blocking=True)
-                    for n in ("sft_checkpoint_loads", "sft_built_on_cell_base")]
-
+from nanochat_pipeline.staleness import AUTOMATION, require_checks_passed, require_files
 
 SYNTHETIC_DEFAULTS = {"num": 1000, "seed": 42, "backend": "offline"}
 
@@ -69,26 +65,6 @@ class SftConfig(dg.Config):
     save_every: Optional[int] = None
 
 
-def built_on_base_check(ckpt_dir: Path, step: int, base_dir: Path, tag: str) -> dg.AssetCheckResult:
-    """sft_built_on_cell_base: the SFT checkpoint's meta names this cell's base (tag and last step)
-    and has its architecture; a checkpoint fine-tuned from another cell's base would pass the load
-    check yet put the wrong model's numbers in this cell's report card."""
-    from nanochat_core.model import checkpoint as ckpt
-
-    meta, base_step = ckpt.load_meta(ckpt_dir, step), ckpt.find_last_step(base_dir)
-    base_config = ckpt.load_meta(base_dir, base_step)["model_config"]
-    where = ckpt.meta_path(ckpt_dir, step)
-    problems = []
-    if (meta.get("base_model_tag"), meta.get("base_step")) != (tag, base_step):
-        problems.append(f"fine-tuned from base {meta.get('base_model_tag')!r} step {meta.get('base_step')}, "
-                        f"not this cell's {tag!r} step {base_step}")
-    if meta.get("model_config") != base_config:
-        problems.append(f"model_config {meta.get('model_config')} differs from the base's {base_config}")
-    return dg.AssetCheckResult(check_name="sft_built_on_cell_base", passed=not problems,
-                               description=f"{where}: " + ("; ".join(problems) if problems else
-                                                           f"built on {base_dir} step {base_step}"))
-
-
 def build_chat_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, base_model_asset, task_data_asset) -> list:
     root = preset.root
     path = default_output(root)  # where gen_synthetic_data writes under a base dir
@@ -123,10 +99,10 @@ def build_chat_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, 
         require_checks_passed("sft_model", context.instance, BASE_MODEL_CHECKS, context.partition_key)
         ckpt_dir = settings.chatsft_checkpoints_dir(root) / cell.model_tag
         flags = effective_settings({"device_type": device_type(preset)} | preset.sft, config)
-        result, step = run_training_child(
+        result, step = launch_training_child(
             context, pipes_subprocess_client, preset, SFT_CHILD_MODULE, ckpt_dir, f"SFT of {cell.model_tag}",
             ["--model-tag", cell.model_tag, "--identity", str(path), "--task-data", str(task_data_dir(preset)),
-             "--sft-json", json.dumps(flags)])
+             "--sft-json", json.dumps(flags)], child_env(preset))
         return dg.MaterializeResult(metadata=dict(result.metadata or {}) | settings_metadata(flags),
                                     data_version=result.data_version,
                                     check_results=[checkpoint_loads_check("sft_checkpoint_loads", ckpt_dir, step),

@@ -19,12 +19,12 @@ import dagster as dg
 
 from nanochat_core.common import settings
 from nanochat_core.common.file_hash import files_sha256
-from nanochat_pipeline.assets.chat import SFT_MODEL_CHECKS
-from nanochat_pipeline.assets.eval_inputs import child_env, device_type, task_data_dir
+from nanochat_pipeline.checks import SFT_MODEL_CHECKS
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
-from nanochat_pipeline.required_files import require_files
-from nanochat_pipeline.staleness import require_checks_passed
+from nanochat_pipeline.presets.network import child_env
+from nanochat_pipeline.presets.paths import device_type, task_data_dir
+from nanochat_pipeline.staleness import latest_metadata, require_checks_passed, require_files
 
 def run_core_command(context, module: str, args: list[str], env: dict) -> None:
     """Run `python -m <module> <args>`, its output into the step's log; a failure fails the step."""
@@ -91,8 +91,6 @@ def evaluation_inputs(instance: dg.DagsterInstance) -> tuple[Path | None, dict]:
     """(the bundle folder eval_bundle found, or None; what the card says about each input) from the
     inputs' latest materializations: where the bundle is and whether it is partial, or why it and
     the task data could not be had (no network and what the probe saw, offline, nothing on disk)."""
-    from nanochat_pipeline.cli.run_records import latest_metadata
-
     bundle_meta, tasks_meta = latest_metadata(instance, "eval_bundle", None), latest_metadata(instance, "task_data", None)
     bundle, notes = None, {}
     if _meta_value(bundle_meta, "available") and (found := _meta_value(bundle_meta, "path")):

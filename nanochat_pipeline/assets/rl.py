@@ -7,24 +7,21 @@ pass@k) is NaN.
 """
 
 import json
-import math
-from pathlib import Path
 from typing import Optional
 
 import dagster as dg
 
 from nanochat_core.common import settings
-from nanochat_pipeline.assets.eval_inputs import device_type, task_data_dir
-from nanochat_pipeline.assets.training import TRAINING_POOL, checkpoint_loads_check, run_training_child
+from nanochat_pipeline.checks import RL_MODEL_CHECKS, rl_model_checks
 from nanochat_pipeline.children import RL_CHILD_MODULE
+from nanochat_pipeline.instance.home import TRAINING_POOL
+from nanochat_pipeline.launch.training_run import launch_training_child
 from nanochat_pipeline.partitions import cell_from_key
 from nanochat_pipeline.presets import Preset
-from nanochat_pipeline.required_files import require_files
+from nanochat_pipeline.presets.network import child_env
+from nanochat_pipeline.presets.paths import device_type, task_data_dir
 from nanochat_pipeline.presets.run_config import effective_settings, settings_metadata
-
-RL_MODEL_CHECKS = [dg.AssetCheckSpec(name, asset="rl_model", blocking=True)
-                   for name in ("rl_finite_loss", "rl_checkpoint_loads", "rl_reward_not_nan")]
-
+from nanochat_pipeline.staleness import require_files
 
 class RlConfig(dg.Config):
     """chat_rl flags for one run (python names); None = the preset's [rl] value, else chat_rl's default.
@@ -51,32 +48,6 @@ class RlConfig(dg.Config):
     save_every: Optional[int] = None
 
 
-def _value(metadata: dict, key: str):
-    value = metadata.get(key)
-    return getattr(value, "value", value)
-
-
-def rl_model_checks(metadata: dict, ckpt_dir: Path, step: int) -> list[dg.AssetCheckResult]:
-    """The three blocking checks of one RL run: its reported loss, its checkpoint, its recorded rewards."""
-    from nanochat_core.model import checkpoint as ckpt
-
-    loss = _value(metadata, "final_loss")
-    finite = isinstance(loss, (int, float)) and math.isfinite(loss)
-    history = ckpt.load_meta(ckpt_dir, step).get("rl_history") or {}
-    values = [("mean reward", r["step"], r["mean_reward"]) for r in history.get("rewards", [])]
-    values += [(f"pass@{j + 1}", p["step"], v) for p in history.get("pass_at_k", []) for j, v in enumerate(p["pass_at_k"])]
-    bad = [f"{what} at step {s}: {v}" for what, s, v in values
-           if not isinstance(v, (int, float)) or math.isnan(v)]
-    if not values:
-        bad = [f"{ckpt.meta_path(ckpt_dir, step)} records no rewards"]
-    return [
-        dg.AssetCheckResult(check_name="rl_finite_loss", passed=finite, description=f"final_loss {loss}"),
-        checkpoint_loads_check("rl_checkpoint_loads", ckpt_dir, step),
-        dg.AssetCheckResult(check_name="rl_reward_not_nan", passed=not bad,
-                            description="; ".join(bad[:5]) if bad else f"{len(values)} rewards and pass@k values, none NaN"),
-    ]
-
-
 def build_rl_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, sft_model_asset, task_data_asset) -> list:
     root = preset.root
 
@@ -90,9 +61,9 @@ def build_rl_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, sf
         require_files("rl_model", [settings.chatsft_checkpoints_dir(root) / cell.model_tag], "sft_model")
         ckpt_dir = settings.chatrl_checkpoints_dir(root) / cell.model_tag
         flags = effective_settings({"device_type": device_type(preset)} | preset.rl, config)
-        result, step = run_training_child(
+        result, step = launch_training_child(
             context, pipes_subprocess_client, preset, RL_CHILD_MODULE, ckpt_dir, f"RL of {cell.model_tag}",
-            ["--model-tag", cell.model_tag, "--task-data", str(task_data_dir(preset)), "--rl-json", json.dumps(flags)])
+            ["--model-tag", cell.model_tag, "--task-data", str(task_data_dir(preset)), "--rl-json", json.dumps(flags)], child_env(preset))
         return dg.MaterializeResult(metadata=dict(result.metadata or {}) | settings_metadata(flags),
                                     data_version=result.data_version,
                                     check_results=rl_model_checks(dict(result.metadata or {}), ckpt_dir, step))

@@ -1,7 +1,6 @@
 """scaling_results: the sweep CSV from every materialized base_model cell's recorded metadata."""
 
 import math
-from pathlib import Path
 
 import dagster as dg
 
@@ -9,7 +8,9 @@ from nanochat_core.common.file_hash import files_sha256
 from nanochat_core.scaling.results_csv import SCALING_COLUMNS, write_scaling_csv
 from nanochat_pipeline.partitions import declared_cells_note
 from nanochat_pipeline.pictures import bpb_vs_flops_png, markdown_image
+from nanochat_pipeline.checks import SCALING_CHECKS
 from nanochat_pipeline.presets import Preset
+from nanochat_pipeline.presets.paths import results_csv
 
 # Not eager(): eager waits while any grid cell is missing, and a grid is rarely complete. Refresh
 # whenever a cell was updated and no cell is still training (a backfill's last run has finished).
@@ -17,15 +18,6 @@ SCALING_AUTOMATION = (
     (dg.AutomationCondition.any_deps_updated() | dg.AutomationCondition.code_version_changed())
     & ~dg.AutomationCondition.any_deps_in_progress() & ~dg.AutomationCondition.in_progress()
 )
-SCALING_CHECKS = [dg.AssetCheckSpec("csv_matches_cells", asset="scaling_results", blocking=False),
-                  # ERROR but not blocking: a grid without a law is still a result (and the ladder's input).
-                  dg.AssetCheckSpec("law_is_credible", asset="scaling_results", blocking=False,
-                                    description="The fit found a law: >= 3 bracketed budgets over >= half a decade, "
-                                                "plausible exponents and ratio.")]
-
-
-def results_csv(preset: Preset) -> Path:
-    return preset.root / f"scaling_laws_results_{preset.name}" / "results.csv"
 
 
 def latest_cell_metadata(instance: dg.DagsterInstance, partitions: dg.MultiPartitionsDefinition) -> dict[str, dict]:

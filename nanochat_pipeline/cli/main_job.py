@@ -15,20 +15,19 @@ import dagster as dg
 
 from nanochat_core.common import settings
 from nanochat_core.synthetic.generate import default_output
-from nanochat_pipeline.assets.data import corpus_file, tokenizer_files
-from nanochat_pipeline.assets.scaling import results_csv
+from nanochat_pipeline.presets.paths import corpus_file, results_csv, tokenizer_files
 from nanochat_pipeline.partitions import cell_from_key, declared_cells, grid_partitions
 from nanochat_pipeline.children.progress import progress_file
 from nanochat_pipeline.cli.progress import ProgressWatcher
 from nanochat_pipeline.cli.failure_line import run_failure_line
 from nanochat_pipeline.cli.grid_cost import REFUSED, confirmed, grid_cost
-from nanochat_pipeline.cli.run_records import (latest_metadata, materialization_metadata, run_warnings, scaling_verdict,
+from nanochat_pipeline.cli.run_records import (materialization_metadata, run_warnings, scaling_verdict,
                                            was_interrupted)
-from nanochat_pipeline.staleness import failed_blocking_check, run_reason
+from nanochat_pipeline.staleness import failed_blocking_check, latest_metadata, run_reason
 from nanochat_pipeline.cli.terminal import Terminal, key_metric
 
 TRAINING_ASSETS = ("base_model", "sft_model")  # their children write a progress file
-WORKSPACE_YAML = Path(__file__).resolve().parent.parent / "workspace.yaml"
+WORKSPACE_YAML = Path(__file__).resolve().parents[2] / "workspace.yaml"
 UNPARTITIONED_ORDER = ["raw_corpus", "shuffled_shards", "tokenizer", "synthetic_conversations", "eval_bundle", "task_data"]
 
 

@@ -20,7 +20,7 @@ CODE_SERVER_PORT = 3030
 
 def cell_objects(preset, cell) -> list[dict]:
     """The Kubernetes objects of one cell, as API dicts."""
-    from nanochat_pipeline.assets.eval_inputs import child_env
+    from nanochat_pipeline.presets.network import child_env
     from nanochat_pipeline.assets.training import BaseTrainConfig, cell_child_args
     from nanochat_pipeline.children import TRAIN_CHILD_MODULE
 

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         bar = interactive and log_path is not None  # bars and immediate start lines on a terminal
         code = run_main_job(definitions.defs, preset, instance, Terminal(console, bar), bar, yes=args.yes)
         if args.ladder and code == 0:
-            from nanochat_pipeline.ladder import run_ladder
+            from nanochat_pipeline.cli.ladder_run import run_ladder
 
             terminal = Terminal(console)
             # the main job has just run the whole grid (code 0): the ladder goes straight to its rounds

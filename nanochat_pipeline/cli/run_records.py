@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from nanochat_pipeline.staleness import latest_metadata
+
 INTERRUPTED_ERRORS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
 
 
@@ -16,14 +18,6 @@ def materialization_metadata(result, asset: str) -> dict:
         if event.is_step_materialization and event.asset_key == dg.AssetKey(asset):
             return dict(event.step_materialization_data.materialization.metadata)
     return {}
-
-
-def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str | None) -> dict:
-    """The metadata of the latest materialization (an up-to-date asset's key metric)."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
-        limit=1).records
-    return dict(records[0].asset_materialization.metadata) if records else {}
 
 
 def run_warnings(instance: dg.DagsterInstance, run_id: str) -> list[str]:

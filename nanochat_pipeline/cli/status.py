@@ -113,7 +113,7 @@ class Status:
 def read_status(defs, preset, instance) -> Status:
     import dagster as dg
 
-    from nanochat_pipeline.assets.scaling import results_csv
+    from nanochat_pipeline.presets.paths import results_csv
     from nanochat_pipeline.cli.main_job import UNPARTITIONED_ORDER
     from nanochat_pipeline.cli.run_records import scaling_verdict
 

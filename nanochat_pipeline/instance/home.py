@@ -8,6 +8,7 @@ from pathlib import Path
 
 from nanochat_core.common import settings
 
+TRAINING_POOL = "training"  # one training run at a time on a machine's accelerators (dagster.yaml)
 SHIPPED_DAGSTER_YAML = Path(__file__).parent / "dagster.yaml"
 
 
@@ -60,8 +61,6 @@ def ensure_training_pool(instance) -> int:
     concurrency set`), else 1.
     dagster.yaml's default_limit alone let two queued runs start together before the pool existed
     (seen in tests/test_pipeline_ui.py), so the limit is set explicitly."""
-    from nanochat_pipeline.assets.training import TRAINING_POOL
-
     storage = instance.event_log_storage
     wanted = training_slots()
     if wanted is None:
