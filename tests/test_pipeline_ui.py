@@ -98,7 +98,7 @@ def test_backfill_from_graphql_and_asset_graph_in_chromium(dagster_dev, tmp_path
         pytest.skip("chromium is not installed (apt-get install -y chromium): the browser check is skipped")
     # One graph per asset group (the all-groups page shows collapsed groups, not asset names).
     expected = {"data": ["raw_corpus", "shuffled_shards", "tokenizer"], "training": ["base_model"],
-                "scaling": ["scaling_results"], "chat": ["synthetic_conversations", "sft_model"],
+                "scaling": ["scaling_results"], "chat": ["synthetic_conversations", "sft_model"], "rl": ["rl_model"],
                 "evaluation": ["eval_bundle", "task_data", "eval_report"]}
     for group, names in expected.items():
         page = subprocess.run(

@@ -51,7 +51,7 @@ class RlConfig(dg.Config):
 def build_rl_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, sft_model_asset, task_data_asset) -> list:
     root = preset.root
 
-    @dg.asset(group_name="chat", code_version="1", deps=[sft_model_asset, task_data_asset], partitions_def=partitions,
+    @dg.asset(group_name="rl", code_version="1", deps=[sft_model_asset, task_data_asset], partitions_def=partitions,
               pool=TRAINING_POOL, check_specs=RL_MODEL_CHECKS,
               description="RL of one cell's chat model: chat_rl on its SFT checkpoint (the preset's [rl] task), "
                           "through Pipes.")
