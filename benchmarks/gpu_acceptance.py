@@ -244,7 +244,7 @@ def main_job(run: Run) -> dict:
                     continue
                 seconds = records[0].asset_materialization.metadata.get("training_seconds")
                 training += float(seconds.value) if seconds is not None else 0.0
-    root = run.base / "pipeline" / tomllib.loads(run.cfg["preset"])["name"]  # the preset's root (presets.py)
+    root = run.base / "pipeline" / tomllib.loads(run.cfg["preset"])["name"]  # the preset's root (nanochat_pipeline/presets)
     if not (root / "tokenizer").is_dir():
         raise RuntimeError(f"the main job succeeded but left no tokenizer under {root}")
     return {"status": "ok", "wall_s": round(wall, 1), "children_training_s": round(training, 1),

@@ -4,7 +4,7 @@ Both materialize even when their data cannot be had (no network, offline preset)
 then says what is missing and why, and eval_report says plainly what it could not evaluate. A
 failure here would only block the rest of the graph without making anything more evaluable.
 
-Whether to reach for the network is `[evaluation] offline`: true never does, false always does,
+Whether to reach for the network (presets/network.py) is `[evaluation] offline`: true never does, false always does,
 "auto" (the default) asks once per process (reachability.probe: the bundle's host and the Hub,
 5 s at most in all) and fetches from whichever answered. What is on disk comes first either way:
 NANOCHAT_EVAL_BUNDLE_DIR (an unpacked bundle, used where it lies), then the preset's own bundle

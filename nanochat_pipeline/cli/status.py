@@ -83,7 +83,7 @@ def run_status(preset_name: str | None) -> int:
 
 
 def instance_home() -> Path:
-    """DAGSTER_HOME, else where `run` puts it (instance_home.ensure_dagster_home, without creating it)."""
+    """DAGSTER_HOME, else where `run` puts it (instance.home.ensure_dagster_home, without creating it)."""
     from nanochat_core.common import settings
 
     return Path(os.environ.get("DAGSTER_HOME") or settings.base_dir() / "pipeline" / "dagster_home").expanduser()

@@ -13,7 +13,7 @@ SHIPPED_DAGSTER_YAML = Path(__file__).parent / "dagster.yaml"
 
 
 def prepare_dagster_home() -> tuple[Path, str]:
-    """DAGSTER_HOME made ready and checked (instance_storage.preflight, NANOCHAT_TRAINING_SLOTS) before
+    """DAGSTER_HOME made ready and checked (storage.preflight, NANOCHAT_TRAINING_SLOTS) before
     anything else is written; returns it and a line saying which storage it is on."""
     from nanochat_pipeline.instance.storage import InstanceConfigError, preflight
 

@@ -67,7 +67,7 @@ class Preset:
     nproc_per_node: int = 1
     sft: dict = field(default_factory=dict)     # chat_sft overrides (python names)
     evaluation: dict = field(default_factory=dict)
-    launch: LaunchSpec = field(default_factory=LaunchSpec)  # [launch]: where cells run (launch/spec.py)
+    launch: LaunchSpec = field(default_factory=LaunchSpec)  # [launch]: where cells run (presets/launch_table.py)
     rl: dict = field(default_factory=dict)      # chat_rl overrides (python names)
     rl_cells: list = field(default_factory=list)  # [rl] rl_cells: the chat cells the main job runs RL for
     ladder: dict = field(default_factory=dict)  # the scaling ladder's bounds (ladder_bounds.py), defaults filled in
@@ -119,7 +119,7 @@ def load_preset(name_or_path: str) -> Preset:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise PresetError(f"{path}: not valid TOML: {e}") from None
-    launch_table = data.pop("launch", {})  # checked below by launch/spec.py, once nproc_per_node is known
+    launch_table = data.pop("launch", {})  # checked below by launch_table.py, once nproc_per_node is known
     _check_keys(str(path), data, TOP_KEYS)
     for section, allowed in (("corpus", CORPUS_KEYS), ("tokenizer", TOKENIZER_KEYS), ("synthetic", SYNTHETIC_KEYS),
                              ("evaluation", EVALUATION_KEYS)):

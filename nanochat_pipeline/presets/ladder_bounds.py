@@ -1,4 +1,4 @@
-"""A preset's [ladder] table: how far the scaling ladder may grow the grid (presets.py reads it here).
+"""A preset's [ladder] table: how far the scaling ladder may grow the grid (presets/__init__.py reads it here).
 
     [ladder]
     target_budgets = 3      # bracketed budgets wanted before the ladder stops (>= 3 for a law)

@@ -26,7 +26,7 @@ DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")      # a c
 
 
 class LaunchError(ValueError):
-    """A [launch] table that cannot be used; presets.py adds the file name."""
+    """A [launch] table that cannot be used; presets/__init__.py adds the file name."""
 
 
 @dataclass(frozen=True)
