@@ -65,6 +65,7 @@ def test_report_from_real_files(tmp_base_dir, capsys):
     assert data["summary"]["CORE"]["base"] == pytest.approx(0.0667)
     assert data["summary"]["GSM8K"]["sft"] is None
     assert "CORE: 0.0667 (PARTIAL" in markdown and "| hellaswag | 0.3000 | 0.0667 |" in markdown
+    assert "| CORE (partial) | 0.0667 | - |" in markdown  # the Summary says so too
     assert "Vocab size: 300" in markdown and "Validation bpb 2.3456" in markdown
     missing = {n["what"] for n in data["not_evaluated"]}
     assert missing == {"SFT", "Chat evaluation", "Base evaluation (CORE): arc_easy"}

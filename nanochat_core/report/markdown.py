@@ -159,6 +159,10 @@ def render_markdown(r: dict) -> str:
     out += _table(["Metric", *map(str.upper, columns)],
                   [[label, *(_plus_minus(v.get(c), errors.get(label, {}).get(c)) if c in v else DASH for c in columns)]
                    for label, v in r["summary"].items()])
+    base_eval = r.get("base_evaluation") or {}
+    if base_eval.get("status") == "ok" and base_eval.get("partial") and r["summary"].get("CORE", {}).get("base") is not None:
+        core_row = next(i for i, line in enumerate(out) if line.startswith("| CORE |"))
+        out[core_row] = out[core_row].replace("| CORE |", "| CORE (partial) |", 1)
     out += ["", "Accuracies ± their standard error, sqrt(p(1-p)/n) over the n problems; val bpb is the base "
                 "model's on the validation shard."]
     held_out = r.get("rl_held_out")
