@@ -52,10 +52,11 @@ def module_name(pkg: Floors, path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(pkg: Floors, path: Path) -> set[str]:
-    """Every module of `pkg` that `path` imports (function-level imports too)."""
+def imported_modules(pkg: Floors, path: Path, top_level_only: bool = False) -> set[str]:
+    """Every module of `pkg` that `path` imports (function-level imports too, unless top_level_only)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in (tree.body if top_level_only else ast.walk(tree)):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == pkg.name)
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == pkg.name:
@@ -177,10 +178,23 @@ def test_no_asset_module_imports_another():
     assert bad == []
 
 
-def test_only_the_commands_import_definitions():
+def test_only_the_commands_import_definitions_and_only_when_run():
+    """Importing definitions builds the active preset's Definitions: the commands do it after they
+    have set DAGSTER_HOME and NANOCHAT_PRESET, never at their own import."""
     edges = graph(PIPELINE)
     importers = {src for src, targets in edges.items() if "nanochat_pipeline.definitions" in targets}
     assert importers and all(part_of(src) == "cli" for src in importers), importers
+    at_load = [p for p in (PIPELINE.root / "cli").rglob("*.py")
+               if "nanochat_pipeline.definitions" in imported_modules(PIPELINE, p, top_level_only=True)]
+    assert at_load == []
+
+
+def test_launch_reads_only_the_launch_table_of_the_presets():
+    """launch/ runs a child wherever the [launch] table says: it takes that table's type, never the preset loading."""
+    edges = graph(PIPELINE)
+    reads = {dst for src, targets in edges.items() if part_of(src) == "launch" for dst in targets
+             if part_of(dst) in ("presets", "assets")}
+    assert reads == {"nanochat_pipeline.presets.launch_table"}
 
 
 def test_the_checks_fail_on_an_upward_import_and_a_circle():
@@ -214,3 +228,10 @@ def test_the_pipeline_checks_fail_on_an_upward_import_and_a_circle(tmp_path):
     (fake.root / "definitions.py").write_text("")
     assert upward_imports(fake, graph(fake)) == [
         "nanochat_pipeline.presets (floor 6) imports nanochat_pipeline.definitions (floor 2)"]
+    # a command importing definitions at load is told apart from one importing it when run
+    (fake.root / "cli").mkdir()
+    (fake.root / "cli" / "at_load.py").write_text("from nanochat_pipeline import definitions\n")
+    (fake.root / "cli" / "when_run.py").write_text("def main():\n    from nanochat_pipeline import definitions\n")
+    assert imported_modules(fake, fake.root / "cli" / "at_load.py", top_level_only=True) == {
+        "nanochat_pipeline.definitions"}
+    assert imported_modules(fake, fake.root / "cli" / "when_run.py", top_level_only=True) == set()
