@@ -10,6 +10,9 @@ from nanochat_core.train.args import make_args, parse_args
 from nanochat_core.train.base_trainer import train_base
 from train_fixtures import TINY_FLAGS, build_base, link_base, sigint_at_line
 
+# tiny models: a second OpenMP thread only waits on the first (several times slower on a busy machine)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 STEP_LINE = re.compile(r"^step (\d{5})/(\d{5}) \((\d+\.\d{2})%\) \| loss: \d+\.\d{6} \| lrm: \d+\.\d{2} \| "
                        r"dt: \d+\.\d{2}ms \| tok/sec: [\d,]+ \| mfu: \d+\.\d{2} \| total time: \d+\.\d{2}m$")
 VAL_LINE = re.compile(r"^Step (\d{5}) \| Validation bpb: \d+\.\d{6}$")

@@ -53,7 +53,8 @@ def take(it, n):
 def sigint_at_line(cmd: list[str], prefix: str):
     """Run `cmd` and send it SIGINT once it prints a line starting with `prefix`; return the finished
     process, the lines read up to then, and the rest of its output (stderr merged into stdout)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # a tiny model: one thread is fastest
     lines = []
     for line in proc.stdout:
         lines.append(line)
