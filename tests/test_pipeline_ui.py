@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nanochat_pipeline.instance.home import ensure_training_pool
+from nanochat_pipeline.instance.home import SHIPPED_DAGSTER_YAML, ensure_training_pool
 from helpers import (DATA_ASSETS, free_port, materialize, stop_process_group, tiny_defs, wait_for_http, wait_until,
                      write_tiny_preset)
 
@@ -40,7 +40,7 @@ def dagster_dev(tmp_base_dir, tmp_path, monkeypatch):
     preset_path = write_tiny_preset(tmp_path)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copyfile(REPO / "nanochat_pipeline" / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(SHIPPED_DAGSTER_YAML, home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("NANOCHAT_PRESET", str(preset_path))
     defs, _ = tiny_defs(preset_path)
