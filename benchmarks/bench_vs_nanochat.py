@@ -7,7 +7,7 @@ The recipe: depth 4, head dim 64, seq 512, window L, total batch 8192, device ba
 fp32 on CPU, no evaluation. One NANOCHAT_BASE_DIR is built once (the embedded corpus as parquet
 shards in base_data/, a 4096-token tokenizer as tokenizer.pkl + token_bytes.pt: the layout both read),
 then the two commands run one after the other, `--repeats` times, alternating which goes first, each
-as its users run it (no thread settings; ours with its default --compile auto, nanochat compiling as it
+as its users run it (no thread settings; ours eager, see --ours-compile, nanochat compiling as it
 always does), each with a cold inductor cache. Per run: whole-command wall time and steady tokens/s
 (steps from the 10th on, from each command's own "dt" per step). Prints the medians and the ratios.
 nanochat's source stays where it is: this script only runs it (its --python needs nanochat's deps:
@@ -61,6 +61,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--corpus-bytes", type=int, default=4_000_000)
+    parser.add_argument("--ours-compile", choices=("0", "1", "auto"), default="0",
+                        help="our --compile (default 0: what auto picks for these short runs on an idle machine; "
+                             "auto decides from a peak-FLOP/s probe, which a loaded machine makes it misjudge)")
+    parser.add_argument("--root", type=Path, help="reuse (or build once into) this data folder instead of a "
+                                                   "temporary one")
     args = parser.parse_args()
     if not (Path(args.nanochat) / "scripts" / "base_train.py").is_file():
         raise SystemExit(f"--nanochat {args.nanochat}: no scripts/base_train.py there")
@@ -71,15 +76,17 @@ def main() -> None:
           flush=True)
     iters = ["--num-iterations", str(args.steps)]
     commands = {
-        "ours": ([sys.executable, "-m", "nanochat_core.cli.base_train", *RECIPE, *iters, "--model-tag", "bench_ours"],
+        "ours": ([sys.executable, "-m", "nanochat_core.cli.base_train", *RECIPE, *iters, "--model-tag", "bench_ours",
+                  "--compile", args.ours_compile],
                  None),
         "nanochat": ([args.python, "-m", "scripts.base_train", *RECIPE, *iters, "--model-tag", "bench_nanochat"],
                      args.nanochat),
     }
     results: dict[str, list[dict]] = {"ours": [], "nanochat": []}
     with tempfile.TemporaryDirectory(prefix="bench_vs_nanochat_") as tmp:
-        root = Path(tmp)
-        build_base(root, args.corpus_bytes)
+        root = args.root or Path(tmp)
+        if not (root / "tokenizer" / "token_bytes.pt").is_file():
+            build_base(root, args.corpus_bytes)
         for i in range(args.repeats):
             order = ("ours", "nanochat") if i % 2 == 0 else ("nanochat", "ours")
             for name in order:
