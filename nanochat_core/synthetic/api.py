@@ -13,8 +13,6 @@ import random
 import threading
 import time
 
-import httpx
-
 from nanochat_core.tokenizer.conversation import ConversationError, validate_messages
 from nanochat_core.synthetic.errors import ApiKeyInvalid, RequestRejected
 from nanochat_core.synthetic.prompt import RESPONSE_FORMAT
@@ -40,6 +38,8 @@ class ChatClient:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.stop = stop
+        import httpx  # here, not at module load: commands that only read paths (status) skip its import
+
         self.http = httpx.Client(
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
@@ -55,6 +55,8 @@ class ChatClient:
     def generate(self, prompt: list[dict]) -> tuple[list[dict], int]:
         """Return (validated messages, attempts used) or raise GenerationFailed / a fatal error."""
         payload = {"model": self.model, "messages": prompt, "temperature": 1.0, "response_format": RESPONSE_FORMAT}
+        import httpx
+
         rng = random.Random()  # jitter only; it need not be reproducible
         last, retry_after = "no attempt made", None
         for attempt in range(self.max_retries + 1):
