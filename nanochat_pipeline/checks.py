@@ -114,14 +114,16 @@ def uniform_guess_bpb(tok_dir: Path, shards_dir: Path, max_chars: int = 200_000)
     return len(tok.encode(text)) * math.log2(tok.get_vocab_size()) / max(1, len(text.encode()))
 
 
+def metadata_number(metadata: dict, key: str) -> float | None:
+    """A materialization's numeric metadata value (raw or wrapped in MetadataValue), None if absent or not a number."""
+    value = metadata.get(key)
+    value = getattr(value, "value", value)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def plausible_loss_check(metadata: dict, uniform_bpb: float) -> dg.AssetCheckResult:
     """finite_loss_and_val_bpb: final loss and val_bpb finite and above 0, val_bpb below a uniform guess."""
-    def number(key):
-        value = metadata.get(key)
-        value = getattr(value, "value", value)
-        return float(value) if isinstance(value, (int, float)) else None
-
-    loss, bpb = number("final_loss"), number("val_bpb")
+    loss, bpb = metadata_number(metadata, "final_loss"), metadata_number(metadata, "val_bpb")
     where = metadata.get("checkpoint")
     where = getattr(where, "value", where) or "the checkpoint"
     problems = [f"{name} is {value}" for name, value in (("final_loss", loss), ("val_bpb", bpb))

@@ -98,3 +98,8 @@ def curve_metadata(curve: Path) -> dict:
     """The curve's path; the asset inlines the picture (see training.inline_loss_curve): a Pipes message
     holding the base64 image was once read half-written by the parent's reader thread."""
     return {"raw_value": str(curve), "type": "path"}
+
+
+def number_or_nan(value) -> float:
+    """A summary value as numeric metadata: NaN (plotted as a gap) where the trainer recorded none."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")

@@ -13,7 +13,7 @@ import json
 import sys
 
 from nanochat_pipeline.children import RL_CHILD_MODULE
-from nanochat_pipeline.children.pipes import child_main, child_parser
+from nanochat_pipeline.children.pipes import child_main, child_parser, number_or_nan as number
 
 RL_LOSS_CURVE_NAME = "rl_loss_curve.png"
 
@@ -25,10 +25,6 @@ def build_parser():
          ("--task-data", {"required": True,
                           "help": "the task data folder (GSM8K; the arithmetic task needs none)"})],
         "--rl-json", "chat_rl")
-
-
-def number(value) -> float:
-    return float(value) if isinstance(value, (int, float)) else float("nan")
 
 
 def rl_metadata(summary: dict, model_file) -> dict:

@@ -13,7 +13,7 @@ import json
 import sys
 
 from nanochat_pipeline.children import SFT_CHILD_MODULE
-from nanochat_pipeline.children.pipes import child_main, child_parser
+from nanochat_pipeline.children.pipes import child_main, child_parser, number_or_nan
 
 SFT_LOSS_CURVE_NAME = "sft_loss_curve.png"
 
@@ -30,8 +30,7 @@ def build_parser():
 def sft_metadata(summary: dict, model_file) -> dict:
     """Numeric metadata (plotted across materializations) and the mixture as a table."""
     def number(key):
-        value = summary.get(key)
-        return float(value) if isinstance(value, (int, float)) else float("nan")
+        return number_or_nan(summary.get(key))
 
     rows = [f"| {name} | {count:,} |" for name, count in (summary.get("mixture") or {}).items()]
     rows += [f"| {name} | left out: {why} |" for name, why in (summary.get("mixture_left_out") or {}).items()]

@@ -237,15 +237,11 @@ class StateReader:
         return AssetState(UP_TO_DATE, metadata, when)
 
 
-def number(metadata: dict, key: str) -> float | None:
-    value = metadata.get(key)
-    value = getattr(value, "value", value)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def cell_text(state: AssetState) -> str:
     """One grid cell: its val_bpb, with the state beside it unless up to date."""
-    bpb = number(state.metadata, "val_bpb")
+    from nanochat_pipeline.checks import metadata_number  # dagster: not at load, so `--help` stays light
+
+    bpb = metadata_number(state.metadata, "val_bpb")
     if state.state == UP_TO_DATE:
         return f"{bpb:.4f}" if bpb is not None else "done"
     if state.state == UNSYNCED and bpb is not None:
