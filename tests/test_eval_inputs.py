@@ -234,3 +234,18 @@ def test_the_core_commands_default_to_the_bundle_dir_too(tmp_base_dir, tmp_path,
     monkeypatch.delenv(BUNDLE_DIR_ENV)
     with pytest.raises(RuntimeError, match="127.0.0.1:1"):  # without it: the preset root's folder, downloaded
         core_bundle.ensure_bundle()
+
+
+def test_manifests_environment_follows_the_preset_and_never_probes(tmp_base_dir, tmp_path, monkeypatch, fresh_probe):
+    """Manifests are rendered here and run in a cluster: this machine's network must not decide whether the
+    pods' children are offline, so under "auto" nothing is probed and the Hub stays allowed."""
+    def no_probe(*args, **kwargs):
+        raise AssertionError("declared_env probed the network")
+
+    monkeypatch.setattr(reachability, "probe", no_probe)
+    _, auto = tiny_defs(write_tiny_preset(tmp_path))
+    assert network.declared_env(auto) == {"NANOCHAT_BASE_DIR": str(auto.root)}
+    _, offline = tiny_defs(write_tiny_preset(tmp_path, name="offline", extra_sections="[evaluation]\noffline = true\n"))
+    assert network.declared_env(offline)["HF_HUB_OFFLINE"] == "1"
+    with pytest.raises(AssertionError, match="probed"):  # the asset-side environment does probe under "auto"
+        network.child_env(auto)

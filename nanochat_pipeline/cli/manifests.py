@@ -20,7 +20,7 @@ CODE_SERVER_PORT = 3030
 
 def cell_objects(preset, cell) -> list[dict]:
     """The Kubernetes objects of one cell, as API dicts."""
-    from nanochat_pipeline.presets.network import child_env
+    from nanochat_pipeline.presets.network import declared_env
     from nanochat_pipeline.assets.training import BaseTrainConfig, cell_child_args
     from nanochat_pipeline.children import TRAIN_CHILD_MODULE
 
@@ -29,14 +29,14 @@ def cell_objects(preset, cell) -> list[dict]:
     labels, name = cell_labels(preset.name, cell.model_tag), k8s_name("nanochat", preset.name, cell.model_tag, limit=52)
     if launch.nodes > 1:
         return [cell_service(name, launch.namespace, labels),
-                cell_job(name, launch.namespace, launch, base_dir, TRAIN_CHILD_MODULE, args, child_env(preset), labels,
+                cell_job(name, launch.namespace, launch, base_dir, TRAIN_CHILD_MODULE, args, declared_env(preset), labels,
                          rdzv_id=name)]
     import kubernetes
     from dagster_k8s.pipes import build_pod_body
 
     # The very function PipesK8sClient.run submits through, so this file is the pod it would create.
     pod = build_pod_body(pod_name=name, image=launch.image, command=pod_command(preset, TRAIN_CHILD_MODULE) + args,
-                         env_vars=child_env(preset), base_pod_meta={"labels": labels, "namespace": launch.namespace},
+                         env_vars=declared_env(preset), base_pod_meta={"labels": labels, "namespace": launch.namespace},
                          base_pod_spec=cell_pod_spec(launch, base_dir))
     return [{"apiVersion": "v1", "kind": "Pod", **kubernetes.client.ApiClient().sanitize_for_serialization(pod)}]
 

@@ -45,5 +45,14 @@ def network_reasons(preset: Preset, override: str | None = None) -> dict[str, st
 def child_env(preset: Preset) -> dict:
     """The environment of the core commands an asset runs: the preset's root, and HF_HUB_OFFLINE
     when the Hub may not be reached (offline, or "auto" and it did not answer)."""
-    hub_offline = network_reasons(preset)["hub"] is not None
+    return preset_env(preset, hub_offline=network_reasons(preset)["hub"] is not None)
+
+
+def declared_env(preset: Preset) -> dict:
+    """The same environment as the preset alone decides it, without probing this machine's network: for
+    manifests rendered here and run elsewhere (only offline = true makes their children offline)."""
+    return preset_env(preset, hub_offline=offline_setting(preset) is True)
+
+
+def preset_env(preset: Preset, hub_offline: bool) -> dict:
     return {"NANOCHAT_BASE_DIR": str(preset.root)} | ({"HF_HUB_OFFLINE": "1"} if hub_offline else {})
