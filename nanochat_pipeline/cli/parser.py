@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "status":
-        return run_status(args.preset)
+        return run_status(args.preset, whole_process=argv is None)  # argv None: called as the program
     if args.command != "run":
         return run_cluster_command(args)
     name = args.preset or os.environ.get(PRESET_ENV) or DEFAULT_PRESET  # the flag wins over the env var
