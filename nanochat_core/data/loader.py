@@ -24,6 +24,11 @@ the batches one process scores (the summed nats and bytes are equal, the result 
 number of row groups (a small validation shard may have a single one). Each rank tokenizes the whole
 evaluated prefix: a few times more tokenizer work for a validation, in exchange for a val_bpb that
 does not depend on how many processes a cell was trained with.
+
+Tokenized chunks are kept in a process-wide TokenCache (token_cache.py, bounded by a token budget):
+a later epoch, a resume's buffer and a repeated validation take them from memory and never re-read
+their row group. Tokenizing a document does not depend on its neighbours, so the batches and states
+are the same with and without the cache.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ import torch
 
 from nanochat_core.data.best_fit import BestFitBuffer
 from nanochat_core.data.parquet_files import TEXT_COLUMN, split_files
+from nanochat_core.data.token_cache import TokenCache, shared_cache
 
 _NANOCHAT_KEYS = ("pq_idx", "rg_idx", "epoch")
 
@@ -48,6 +54,7 @@ class _Shards:
     def __init__(self, files: list[Path]):
         self.files = [Path(f) for f in files]
         self.rg_rows: list[list[int]] = []  # rows per row group, per file (from the footers)
+        self.keys: list[tuple] = []  # what identifies each file's contents for the token cache
         for path in self.files:
             try:
                 meta = pq.read_metadata(path)
@@ -59,6 +66,8 @@ class _Shards:
             if meta.num_rows == 0:
                 raise ValueError(f"{path}: empty shard (0 documents); re-run repackage_data")
             self.rg_rows.append([meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+            st = path.stat()
+            self.keys.append((str(path.resolve()), st.st_size, st.st_mtime_ns))
         self._open: tuple[int, pq.ParquetFile] | None = None  # one file open at a time
         self._last: tuple[int, int, list[str]] | None = None  # the last row group read
 
@@ -82,15 +91,16 @@ class _Shards:
 
 
 def _chunks(shards: _Shards, rank: int, world_size: int, start: tuple[int, int, int, int], size: int):
-    """Yield (texts, pq_idx, rg_idx, epoch, first_row) forever, from start = (pq, rg, epoch, row)."""
+    """Yield (pq_idx, rg_idx, epoch, first_row, n_rows) forever, from start = (pq, rg, epoch, row).
+    Row counts come from the footers: a chunk's texts are read only when it is not in the cache."""
     pq_idx, rg_idx, epoch, row = start
     while True:
         while pq_idx < len(shards):
-            n_groups = len(shards.rg_rows[pq_idx])
-            while rg_idx < n_groups:
-                texts = shards.read(pq_idx, rg_idx)
-                for i in range(row, len(texts), size):
-                    yield texts[i : i + size], pq_idx, rg_idx, epoch, i
+            rg_rows = shards.rg_rows[pq_idx]
+            while rg_idx < len(rg_rows):
+                n_rows = rg_rows[rg_idx]
+                for i in range(row, n_rows, size):
+                    yield pq_idx, rg_idx, epoch, i, min(size, n_rows - i)
                 rg_idx += world_size
                 row = 0
             pq_idx += 1
@@ -177,8 +187,10 @@ def pretraining_loader(
     tokenizer_threads: int = 4,
     tokenizer_batch_size: int = 128,
     buffer_size: int = 1000,
+    token_cache: TokenCache | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict]]:
-    """Yield (inputs, targets, state_dict) forever; inputs/targets are (B, T) int64 on `device`."""
+    """Yield (inputs, targets, state_dict) forever; inputs/targets are (B, T) int64 on `device`.
+    token_cache: where tokenized chunks are kept (None: the process-wide one; TokenCache(0): none)."""
     if B < 1 or T < 1 or buffer_size < 1 or tokenizer_batch_size < 1:
         raise ValueError(f"B, T, buffer_size and tokenizer_batch_size must be >= 1 (got {B}, {T}, "
                          f"{buffer_size}, {tokenizer_batch_size})")
@@ -189,22 +201,65 @@ def pretraining_loader(
         raise ValueError(f"rank {rank} of {world_size} has no documents to read: the {split} shards "
                          f"({shards.files[0].parent}) have too few row groups for {world_size} ranks")
     # Validation above runs at call time; the generator below starts at the first next().
-    return _generate(tokenizer, B, T, shards, torch.device(device), resume_state_dict, rank, world_size,
-                     tokenizer_threads, tokenizer_batch_size, buffer_size)
+    source = _Tokens(tokenizer, shards, shared_cache() if token_cache is None else token_cache,
+                     tokenizer_threads, tokenizer_batch_size)
+    return _generate(source, B, T, torch.device(device), resume_state_dict, rank, world_size, buffer_size)
 
 
 def evaluation_loader(tokenizer, B: int, T: int, split: str, data_dir: Path | None = None,
                       device: str | torch.device = "cpu", rank: int = 0, world_size: int = 1,
-                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict]]:
+                      token_cache: TokenCache | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict]]:
     """This rank's share of one process's batches (every world_size-th, from the rank-th): for
-    evaluations whose ranks sum their results. Fresh from the start of the split each call."""
+    evaluations whose ranks sum their results. Fresh from the start of the split each call (the
+    token cache makes a repeated call cheap)."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} out of range for world_size {world_size}")
-    return itertools.islice(pretraining_loader(tokenizer, B, T, split, data_dir, device), rank, None, world_size)
+    loader = pretraining_loader(tokenizer, B, T, split, data_dir, device, token_cache=token_cache)
+    return itertools.islice(loader, rank, None, world_size)
 
 
-def _generate(tokenizer, B, T, shards, device, state, rank, world_size, threads, chunk_size, buffer_size):
-    bos = tokenizer.get_bos_token_id()
+class _Tokens:
+    """Documents of a chunk as token sequences (BOS first): from the cache, else read and tokenized
+    (and cached while the budget has room). Sequences are numpy views or int lists, equal in value."""
+
+    def __init__(self, tokenizer, shards: _Shards, cache: TokenCache, threads: int, chunk_size: int):
+        self.tokenizer, self.shards, self.cache = tokenizer, shards, cache
+        self.threads, self.chunk_size = threads, chunk_size
+        self.bos = tokenizer.get_bos_token_id()
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer.encode(texts, prepend=self.bos, num_threads=self.threads)
+
+    def chunk(self, pq_idx: int, rg_idx: int, first: int, n: int):
+        """The documents of rows first .. first+n-1 of one row group."""
+        key = (self.shards.keys[pq_idx], rg_idx, first, n)
+        cached = self.cache.get(self.tokenizer, key)
+        if cached is not None:
+            return cached.documents()
+        token_lists = self._encode(self.shards.read(pq_idx, rg_idx)[first : first + n])
+        stored = self.cache.put(self.tokenizer, key, token_lists)
+        return token_lists if stored is None else stored.documents()
+
+    def rows(self, pq_idx: int, rg_idx: int, rows: list[int]):
+        """The documents of the given rows (ascending) of one row group, for a resume's buffer. Rows
+        are looked up in the chunks the loader makes (aligned to chunk_size), which are tokenized
+        whole while the cache has room, so the next epoch finds them."""
+        size, n_rows = self.chunk_size, self.shards.rg_rows[pq_idx][rg_idx]
+        out = []
+        for first, group in itertools.groupby(rows, key=lambda r: r // size * size):
+            group = list(group)
+            n = min(size, n_rows - first)
+            if (self.tokenizer, (self.shards.keys[pq_idx], rg_idx, first, n)) in self.cache or self.cache.has_room():
+                docs = self.chunk(pq_idx, rg_idx, first, n)
+                out += [docs[r - first] for r in group]
+            else:
+                texts = self.shards.read(pq_idx, rg_idx)
+                out += self._encode([texts[r] for r in group])
+        return out
+
+
+def _generate(source: _Tokens, B, T, device, state, rank, world_size, buffer_size):
+    shards, chunk_size = source.shards, source.chunk_size
     buf = _DocBuffer()
     start = (0, rank, 1, 0)
     if state is not None:
@@ -218,7 +273,7 @@ def _generate(tokenizer, B, T, shards, device, state, rank, world_size, threads,
         if exact:
             start = (state["pq_idx"], state["rg_idx"], epoch, int(state["next_row"]))
             for pq_idx, rg_idx, hex_mask in state["buffer"]:
-                _restore(buf, shards, tokenizer, bos, threads, chunk_size, pq_idx, rg_idx, _mask_rows(hex_mask))
+                _restore(buf, source, pq_idx, rg_idx, _mask_rows(hex_mask))
         else:
             # nanochat's resume: the next row group of this rank after the saved one.
             start = (state["pq_idx"], (state["rg_idx"] // world_size + 1) * world_size + rank, epoch, 0)
@@ -226,10 +281,9 @@ def _generate(tokenizer, B, T, shards, device, state, rank, world_size, threads,
     pos_state = {"pq_idx": start[0], "rg_idx": start[1], "epoch": start[2], "next_row": start[3]}
 
     def refill():
-        texts, pq_idx, rg_idx, epoch, first = next(chunks)
-        token_lists = tokenizer.encode(texts, prepend=bos, num_threads=threads)
-        buf.add(token_lists, pq_idx, rg_idx, range(first, first + len(texts)))
-        pos_state.update(pq_idx=pq_idx, rg_idx=rg_idx, epoch=epoch, next_row=first + len(texts))
+        pq_idx, rg_idx, epoch, first, n = next(chunks)
+        buf.add(source.chunk(pq_idx, rg_idx, first, n), pq_idx, rg_idx, range(first, first + n))
+        pos_state.update(pq_idx=pq_idx, rg_idx=rg_idx, epoch=epoch, next_row=first + n)
 
     cap = T + 1
     rows = torch.empty((B, cap), dtype=torch.long)
@@ -276,14 +330,18 @@ def _generate(tokenizer, B, T, shards, device, state, rank, world_size, threads,
             yield inputs, targets, state_dict
 
 
-def _restore(buf, shards, tokenizer, bos, threads, chunk_size, pq_idx, rg_idx, rows):
-    """Re-read and re-tokenize one buffer entry of a resume state (documents are whole)."""
+def _restore(buf: _DocBuffer, source: _Tokens, pq_idx, rg_idx, rows):
+    """Refill one buffer entry of a resume state (documents are whole), in arrival order."""
+    shards = source.shards
     if not (0 <= pq_idx < len(shards) and 0 <= rg_idx < len(shards.rg_rows[pq_idx])):
         raise ValueError(f"loader resume state names row group ({pq_idx}, {rg_idx}), absent from the shards")
-    texts = shards.read(pq_idx, rg_idx)
-    if rows and rows[-1] >= len(texts):
+    n_rows = shards.rg_rows[pq_idx][rg_idx]
+    if rows and rows[-1] >= n_rows:
         raise ValueError(f"loader resume state names row {rows[-1]} of {shards.files[pq_idx]} row group "
-                         f"{rg_idx}, which has {len(texts)} rows: the shards changed")
-    for i in range(0, len(rows), chunk_size):
-        part = rows[i : i + chunk_size]
-        buf.add(tokenizer.encode([texts[j] for j in part], prepend=bos, num_threads=threads), pq_idx, rg_idx, part)
+                         f"{rg_idx}, which has {n_rows} rows: the shards changed")
+    # One visit per chunk_size rows, as before the cache: the arrival order of the documents is the
+    # same, so the packing is too.
+    size = source.chunk_size
+    for i in range(0, len(rows), size):
+        part = rows[i : i + size]
+        buf.add(source.rows(pq_idx, rg_idx, part), pq_idx, rg_idx, part)
