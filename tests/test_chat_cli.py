@@ -1,6 +1,9 @@
-"""chat_cli as a real subprocess against a tiny checkpoint: the one-shot answer is the engine's greedy
-answer, interactive mode keeps the conversation (turn 2 sees turn 1), `clear` resets it, `quit` ends;
-a missing checkpoint folder is an error naming the folder and the command that creates it."""
+"""chat_cli against a tiny checkpoint: the one-shot answer is the engine's greedy answer, interactive
+mode keeps the conversation (turn 2 sees turn 1), `clear` resets it, `quit` ends; a missing checkpoint
+folder is an error naming the folder and the command that creates it. The interactive session runs as a
+real subprocess (stdin a pipe, `python -m`); the other cases call main() in this process (a child's
+start-up costs 7-10 s on a busy 2-core machine and is not what they check)."""
+import io
 import os
 import subprocess
 import sys
@@ -24,6 +27,17 @@ def run_cli(base: Path, *args: str, stdin: str = "") -> tuple[int, str, str]:
     return proc.returncode, proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8", errors="replace")
 
 
+def run_main(monkeypatch, capsys, *args: str, stdin: str = "") -> tuple[int, str, str]:
+    """run_cli's (exit code, stdout, stderr) from main() in this process, stdin read from `stdin`."""
+    from nanochat_core.cli.chat_cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    capsys.readouterr()
+    rc = main(list(args))
+    out, err = capsys.readouterr()  # pytest's capture translates no newlines: a generated \r stays \r
+    return rc, out, err
+
+
 def greedy(chat_model, prompt_tokens: list[int]) -> list[int]:
     from nanochat_core.chat.tools import complete_rows
 
@@ -43,12 +57,12 @@ def chat_base(tmp_base_dir):
     return tmp_base_dir, load_chat_model("sft")
 
 
-def test_one_shot_prompt_prints_the_greedy_answer(chat_base):
+def test_one_shot_prompt_prints_the_greedy_answer(chat_base, monkeypatch, capsys):
     base, cm = chat_base
     tok = cm.tokenizer
     expected = tok.decode(greedy(cm, [tok.get_bos_token_id(), *user_turn(tok, "the cat sees")]))
     assert expected.strip()
-    rc, out, err = run_cli(base, "-p", "the cat sees", "-t", "0", "--max-tokens", str(MAX_TOKENS))
+    rc, out, err = run_main(monkeypatch, capsys, "-p", "the cat sees", "-t", "0", "--max-tokens", str(MAX_TOKENS))
     assert rc == 0, err
     assert out == expected + "\n"
 
@@ -71,9 +85,8 @@ def test_interactive_keeps_the_conversation_and_clear_resets_it(chat_base):
     assert "Conversation cleared." in out
 
 
-def test_end_of_input_ends_the_session(chat_base):
-    base, _ = chat_base
-    rc, out, err = run_cli(base, "-t", "0", "--max-tokens", "4", stdin="hello\n")
+def test_end_of_input_ends_the_session(chat_base, monkeypatch, capsys):
+    rc, out, err = run_main(monkeypatch, capsys, "-t", "0", "--max-tokens", "4", stdin="hello\n")
     assert rc == 0, err
     assert out.count("Assistant: ") == 1
 
