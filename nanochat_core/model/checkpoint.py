@@ -137,7 +137,7 @@ def build_model(model_state: dict, meta: dict, device) -> torch.nn.Module:
 
     with torch.device("meta"):
         model = GPT(GPTConfig(**meta["model_config"]))
-    model.to_empty(device=device)
+    model.to_empty_on(device)
     # No init_weights: the strict load overwrites every parameter and refills the rotary buffers.
     model.load_state_dict(model_state, strict=True)
     return model

@@ -94,6 +94,17 @@ class Linear(nn.Linear):
         return F.linear(x, self.weight.to(x.dtype))
 
 
+class Embedding(nn.Embedding):
+    """nn.Embedding that leaves a meta-device weight uninitialised: GPT.init_weights sets every weight anyway,
+    and normal_ on a meta tensor goes through torch._refs, whose first call imports torch._dynamo (1.2 s of
+    each process's start on CPU) to produce no values. On a real device it initialises as nn.Embedding,
+    drawing the same random numbers."""
+
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer_idx: int):
         super().__init__()
@@ -155,20 +166,20 @@ class GPT(nn.Module):
         V, d = config.padded_vocab_size, config.n_embd
         kv_dim = config.n_kv_head * config.head_dim
         self.transformer = nn.ModuleDict({
-            "wte": nn.Embedding(V, d),
+            "wte": Embedding(V, d),
             "h": nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
         })
         self.lm_head = Linear(d, V)
         self.resid_lambdas = nn.Parameter(torch.ones(config.n_layer))
         self.x0_lambdas = nn.Parameter(torch.full((config.n_layer,), 0.1))
         self.value_embeds = nn.ModuleDict({
-            str(i): nn.Embedding(V, kv_dim) for i in range(config.n_layer) if has_value_embedding(i, config.n_layer)
+            str(i): Embedding(V, kv_dim) for i in range(config.n_layer) if has_value_embedding(i, config.n_layer)
         })
         self.window_sizes = compute_window_sizes(config)  # plain list: tests/tools may override it
         # None = resolve per forward from the input's device (device.compute_dtype: fp32 on CPU, bf16 on CUDA SM80+).
         self.compute_dtype = compute_dtype
         # Rotary tables: non-persistent buffers (never saved), precomputed for sequence_len and extended on
-        # demand for longer inputs. Recomputed by init_weights() and load_state_dict(), since to_empty() leaves
+        # demand for longer inputs. Recomputed by init_weights() and load_state_dict(), since to_empty_on() leaves
         # them uninitialised. Attention masks (dense for SDPA, block masks for flex) are a cache keyed by shape;
         # the attention backend is chosen by set_attention, or automatically at the first forward.
         cos, sin = self._rotary_tables(config.sequence_len, self.transformer.wte.weight.device)
@@ -178,6 +189,13 @@ class GPT(nn.Module):
         self.attention: attn_backends.AttentionChoice | None = None
 
     # ---------------------------------------------------------------- init
+    def to_empty_on(self, device) -> "GPT":
+        """Module.to_empty for a model built on the meta device: uninitialised storage on `device`. Not
+        to_empty itself: its empty_like of a meta tensor runs through torch._refs and imports torch.fx's
+        symbolic shapes (0.4 s of each process's start on CPU); empty by shape needs nothing. The values
+        come from init_weights() or a checkpoint's state dict."""
+        return self._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device=device))
+
     @torch.no_grad()
     def init_weights(self) -> None:
         d = self.config.n_embd
@@ -209,6 +227,10 @@ class GPT(nn.Module):
     # ---------------------------------------------------------------- caches
     def _rotary_tables(self, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         hd = self.config.head_dim
+        if torch.device(device).type == "meta":  # shapes only: arange, clone... on meta run through torch._refs (above)
+            shape = (1, length, 1, hd // 2)
+            return (torch.empty(shape, dtype=torch.float32, device=device),
+                    torch.empty(shape, dtype=torch.float32, device=device))
         inv_freq = 1.0 / (ROTARY_BASE ** (torch.arange(0, hd, 2, dtype=torch.float32, device=device) / hd))
         freqs = torch.outer(torch.arange(length, dtype=torch.float32, device=device), inv_freq)
         return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]

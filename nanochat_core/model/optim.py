@@ -118,6 +118,15 @@ def muon_update_(params: list[torch.Tensor], grads: list[torch.Tensor], states: 
 
 
 class MuonAdamW(torch.optim.Optimizer):
+    # torch wraps these four in torch._disable_dynamo, whose first call imports torch._dynamo: 1.2 s of every
+    # training process's start on CPU (a demo cell trains for 2-70 s). The wrapper only stops dynamo from
+    # tracing into them, and this optimizer is never traced (torch.compile takes the model, not the step),
+    # so the undecorated functions are the same behaviour without the import.
+    add_param_group = torch.optim.Optimizer.add_param_group.__wrapped__
+    zero_grad = torch.optim.Optimizer.zero_grad.__wrapped__
+    state_dict = torch.optim.Optimizer.state_dict.__wrapped__
+    load_state_dict = torch.optim.Optimizer.load_state_dict.__wrapped__
+
     def __init__(self, param_groups, ortho_dtype: torch.dtype | None = None):
         groups = [dict(g) for g in param_groups]
         for g in groups:

@@ -87,7 +87,7 @@ class BaseTrainer(TokenTrainer):
 
         torch.manual_seed(42)  # the same initial weights on every rank and in every run
         model = meta_model(self.plan.model_config)
-        model.to_empty(device=self.device)
+        model.to_empty_on(self.device)
         model.init_weights()
         return model
 
