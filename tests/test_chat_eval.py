@@ -223,6 +223,23 @@ def test_pass_at_n_counts_a_problem_solved_when_any_sample_passes(tmp_path):
     assert again["samples_passed"] == g["samples_passed"] and again["num_correct"] == g["num_correct"]
 
 
+@pytest.mark.parametrize("batch_tokens", [32768, 1])
+def test_one_sample_per_problem_decoded_together_grades_as_one_at_a_time(tmp_path, batch_tokens):
+    # one sample per problem goes through chat.lockstep (all problems in one batch, or one a batch with
+    # batch_tokens=1); its grades must be those of each problem's own seeded complete() call
+    data = write_scored_task_data(tmp_path)
+    task = GSM8K("test", data)
+    from nanochat_core.chat.tools import complete
+    model = gsm8k_model(tie=True)
+    alone = [complete(model, TOK, render_for_completion(TOK, task[i]), 12, temperature=1.0, top_k=2, seed=42)[0]
+             for i in range(len(task))]
+    expected = sum(bool(task.evaluate(task[i], alone[i])) for i in range(len(task)))
+    g = evaluate_chat(model, TOK, "cpu", ["GSM8K"], task_data=data, temperature=1.0, top_k=2, max_new_tokens=12,
+                      batch_tokens=batch_tokens, log=quiet)["tasks"]["GSM8K"]
+    assert (g["num_correct"], g["samples_passed"], g["num_problems"]) == (expected, expected, 3)
+    assert len({len(render_for_completion(TOK, task[i])) for i in range(len(task))}) > 1  # ragged prompts
+
+
 def test_max_problems_takes_the_seeded_order(tmp_path):
     data = write_scored_task_data(tmp_path)
     order = problem_indices(len(ARC_ROWS), 3)

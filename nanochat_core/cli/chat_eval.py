@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--top-k", type=int, default=50, help="top-k sampling")
     p.add_argument("-b", "--batch-size", type=int, default=8,
                    help="problems per forward (categorical), samples per generation batch (generative)")
+    p.add_argument("--batch-tokens", type=int, default=32768,
+                   help="generative tasks with one sample each decode many problems at once: at most this many "
+                        "positions (rows x (longest prompt + max new tokens)) per batch; 1 row = one at a time")
     p.add_argument("-x", "--max-problems", type=int, default=None, help="problems per task (None = all)")
     p.add_argument("--task-data", type=str, default=None,
                    help="task data root (release files or Hub downloads); default $NANOCHAT_TASK_DATA or "
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     for flag, value in (("--max-new-tokens", args.max_new_tokens), ("--num-samples", args.num_samples),
-                        ("--batch-size", args.batch_size)):
+                        ("--batch-size", args.batch_size), ("--batch-tokens", args.batch_tokens)):
         if value < 1:
             parser.error(f"{flag} must be at least 1, got {value}")
 
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                                    max_problems=args.max_problems, batch_size=args.batch_size,
                                    num_samples=args.num_samples, temperature=args.temperature, top_k=args.top_k,
                                    max_new_tokens=args.max_new_tokens, log=print0, context=chat.context,
-                                   on_task_done=keep)
+                                   on_task_done=keep, batch_tokens=args.batch_tokens)
             print0(format_chatcore(result))
             if info.is_master:
                 write_outputs(result, args.source, tag, step, root, task_names)

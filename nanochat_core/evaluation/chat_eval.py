@@ -30,6 +30,7 @@ import numpy as np
 
 from nanochat_core.common.atomic import write_json_atomic, write_text_atomic
 from nanochat_core.evaluation.chat_categorical import run_categorical
+from nanochat_core.chat.lockstep import DEFAULT_BATCH_TOKENS
 from nanochat_core.evaluation.chat_generative import run_generative
 from nanochat_core.tasks.registry import BASELINES, CHATCORE_TASKS, EVAL_TASKS, load_eval_task
 from nanochat_core.tasks.task_data import TaskDataMissing
@@ -89,7 +90,7 @@ class Progress:
 
 def evaluate_task(model, tokenizer, device, name: str, task, max_problems: int | None, batch_size: int,
                   num_samples: int, temperature: float, top_k: int, max_new_tokens: int, context: int,
-                  log=print) -> dict:
+                  log=print, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> dict:
     t0 = time.time()
     rank, world = rank_and_world()
     indices = problem_indices(len(task), max_problems)[rank::world]  # this rank's share
@@ -101,7 +102,7 @@ def evaluate_task(model, tokenizer, device, name: str, task, max_problems: int |
             counts = run_categorical(model, tokenizer, device, task, indices, batch_size, context, progress)
         elif task.eval_type == "generative":
             counts = run_generative(model, tokenizer, task, indices, num_samples, temperature, top_k,
-                                    max_new_tokens, batch_size, context, progress)
+                                    max_new_tokens, batch_size, context, progress, batch_tokens)
         else:
             raise ValueError(f"task {name} has unknown eval_type {task.eval_type!r}")
     summed = [k for k in SUMMED_COUNTS if k in counts]
@@ -116,17 +117,18 @@ def evaluate_task(model, tokenizer, device, name: str, task, max_problems: int |
 def evaluate_chat(model, tokenizer, device, task_names, task_data=None, max_problems=None, batch_size: int = 8,
                   num_samples: int = 1, temperature: float = 0.0, top_k: int = 50, max_new_tokens: int = 512,
                   log=print, max_problems_by_type: dict | None = None, context: int | None = None,
-                  on_task_done=None) -> dict:
+                  on_task_done=None, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> dict:
     """{"tasks": {name: {accuracy, centered, num_problems, num_correct, seconds, ...}}, "skipped":
     {name: reason}, "chatcore", "partial", "settings"}. Writes nothing itself: on_task_done(result so
     far), called after every task that ran or was skipped, lets a caller keep finished tasks of a run
     that is stopped later. max_problems caps every task (None = all); max_problems_by_type
     ({"categorical": n, "generative": m}, a negative or None cap = all) overrides it per kind of
-    task, as ChatCORE during SFT does."""
+    task, as ChatCORE during SFT does. batch_tokens bounds a batch of problems decoded together
+    (one sample each): rows x (longest prompt + max_new_tokens) positions."""
     task_names = parse_task_names(task_names if isinstance(task_names, str) else "|".join(task_names))
-    if batch_size < 1 or max_new_tokens < 1 or num_samples < 1:
-        raise ValueError(f"batch_size, max_new_tokens and num_samples must be positive, got "
-                         f"{batch_size}, {max_new_tokens}, {num_samples}")
+    if batch_size < 1 or max_new_tokens < 1 or num_samples < 1 or batch_tokens < 1:
+        raise ValueError(f"batch_size, max_new_tokens, num_samples and batch_tokens must be positive, got "
+                         f"{batch_size}, {max_new_tokens}, {num_samples}, {batch_tokens}")
     # prompts are cropped to `context`: the longest rows the model trained on (an SFT run's may
     # exceed its base's sequence_len), by default the model's own
     context = context or model.config.sequence_len
@@ -164,7 +166,7 @@ def evaluate_chat(model, tokenizer, device, task_names, task_data=None, max_prob
         count = len(task) if cap is None or cap < 0 else min(len(task), cap)
         log(f"{where} {name}: {count} problems ...")
         tasks[name] = evaluate_task(model, tokenizer, device, name, task, cap, batch_size, num_samples, temperature,
-                                    top_k, max_new_tokens, context, log)
+                                    top_k, max_new_tokens, context, log, batch_tokens)
         log(format_task_line(name, tasks[name]))
 
     try:
