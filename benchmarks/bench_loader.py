@@ -1,11 +1,14 @@
-"""Loader throughput: tokens/s of pretraining_loader (tokenize + best-fit pack) vs training's need.
+"""Loader throughput: tokens/s of pretraining_loader (tokenize + best-fit pack) vs training's need,
+with the token cache and without it.
 
-    python benchmarks/bench_loader.py [--train-tokens-per-sec 3000] [--seconds 10]
+    python benchmarks/bench_loader.py [--train-tokens-per-sec 3000] [--seconds 10] [-B 32 -T 64]
 
 Text: the public web text in ../shared/data/webtext when present (real documents), else
 generated text. A tokenizer (vocab 4096) is trained on it in the script; shards (row groups of
-1024 docs) go to a temporary folder. The loader loops over the epochs, so a small corpus still
-measures steady state: every epoch re-reads and re-tokenizes, as the real loader does.
+1024 docs) go to a temporary folder. The loader loops over the epochs, so a small corpus measures
+steady state: without the cache every epoch re-reads and re-tokenizes; with it (TokenCache, the
+default) every epoch after the first is served from memory. Both loaders are first run into their
+second epoch, then timed in alternating slices of the same run; the ratio is of batches/s.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nanochat_core.data.loader import pretraining_loader
+from nanochat_core.data.token_cache import TokenCache
 from nanochat_core.tokenizer.bpe import Tokenizer
 
 WEBTEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "webtext" / "llama-factory" / "data"
@@ -52,6 +56,7 @@ def main():
     ap.add_argument("-T", type=int, default=512)
     ap.add_argument("--vocab-size", type=int, default=4096)
     ap.add_argument("--tokenizer-threads", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=4, help="alternating timed slices per loader")
     args = ap.parse_args()
 
     texts, source = load_texts(min_docs=6000)
@@ -71,20 +76,34 @@ def main():
         n_tok = sum(map(len, tok.encode(texts[:half], num_threads=args.tokenizer_threads)))
         enc_rate = n_tok / (time.perf_counter() - t0)
 
-        loader = pretraining_loader(tok, args.B, args.T, "train", data_dir=tmp, tokenizer_threads=args.tokenizer_threads)
-        for _ in range(5):  # warm-up: fills the 1000-document buffer
-            next(loader)
-        batches, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < args.seconds:
-            _, _, state = next(loader)
-            batches += 1
-        elapsed = time.perf_counter() - t0
-    rate = batches * args.B * args.T / elapsed
+        cache = TokenCache()
+        loaders = {name: pretraining_loader(tok, args.B, args.T, "train", data_dir=tmp, token_cache=c,
+                                            tokenizer_threads=args.tokenizer_threads)
+                   for name, c in (("no cache", TokenCache(0)), ("cache", cache))}
+        state = {}
+        for name, loader in loaders.items():  # warm-up: past the first epoch (the cache is full then)
+            while next(loader)[2]["epoch"] < 2:
+                pass
+        batches, elapsed = dict.fromkeys(loaders, 0), dict.fromkeys(loaders, 0.0)
+        for _ in range(args.rounds):  # alternating slices: a load change on the machine hits both
+            for name, loader in loaders.items():
+                t0 = time.perf_counter()
+                while time.perf_counter() - t0 < args.seconds / args.rounds:
+                    _, _, state[name] = next(loader)
+                    batches[name] += 1
+                elapsed[name] += time.perf_counter() - t0
+    rate = {name: batches[name] / elapsed[name] for name in loaders}
     print(f"tokenizer alone: {enc_rate:,.0f} tokens/s (encode_ordinary_batch, {args.tokenizer_threads} threads)")
-    print(f"loader: {rate:,.0f} tokens/s ({batches} batches of {args.B}x{args.T} in {elapsed:.1f}s, "
-          f"epoch reached {state['epoch']}, state {len(json.dumps(state))} bytes as JSON)")
-    print(f"ratio vs training at {args.train_tokens_per_sec:,.0f} tokens/s: {rate / args.train_tokens_per_sec:,.1f}x "
-          f"(goal >= 10x)")
+    for name in loaders:
+        tokens_per_sec = rate[name] * args.B * args.T
+        print(f"loader, {name}: {rate[name]:,.1f} batches/s = {tokens_per_sec:,.0f} tokens/s ({batches[name]} batches "
+              f"of {args.B}x{args.T} in {elapsed[name]:.1f}s, epoch reached {state[name]['epoch']}, "
+              f"state {len(json.dumps(state[name]))} bytes as JSON); "
+              f"{tokens_per_sec / args.train_tokens_per_sec:,.1f}x training at {args.train_tokens_per_sec:,.0f} "
+              f"tokens/s (goal >= 10x)")
+    print(f"steady state with the cache / without: {rate['cache'] / rate['no cache']:.2f}x batches/s; cache holds "
+          f"{cache.tokens:,} tokens in {cache.nbytes / 1e6:.1f} MB ({cache.nbytes / max(cache.tokens, 1):.2f} bytes a "
+          f"token, {len(cache)} chunks; {cache.hits} hits, {cache.misses} misses)")
 
 
 if __name__ == "__main__":
