@@ -2,6 +2,11 @@
 with the token cache and without it.
 
     python benchmarks/bench_loader.py [--train-tokens-per-sec 3000] [--seconds 10] [-B 32 -T 64]
+    python benchmarks/bench_loader.py --base-dir $NANOCHAT_BASE_DIR -B 32 -T 64 --tokenizer-threads 1 --batches 2160
+
+--base-dir: the shards (base_data/) and tokenizer of an existing run instead (e.g. a finished demo's
+pipeline/demo folder); --batches N: also time each loader through N fresh batches from the start
+(one cell's whole run: the demo's d1|2.5e11 cell draws 2160 batches of 32x64), alternating the two.
 
 Text: the public web text in ../shared/data/webtext when present (real documents), else
 generated text. A tokenizer (vocab 4096) is trained on it in the script; shards (row groups of
@@ -24,7 +29,7 @@ import pyarrow.parquet as pq
 
 from nanochat_core.data.loader import pretraining_loader
 from nanochat_core.data.token_cache import TokenCache
-from nanochat_core.tokenizer.bpe import Tokenizer
+from nanochat_core.tokenizer.bpe import Tokenizer, get_tokenizer
 
 WEBTEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "webtext" / "llama-factory" / "data"
 
@@ -57,27 +62,51 @@ def main():
     ap.add_argument("--vocab-size", type=int, default=4096)
     ap.add_argument("--tokenizer-threads", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=4, help="alternating timed slices per loader")
+    ap.add_argument("--base-dir", type=Path, help="use base_data/ and tokenizer/ of this folder")
+    ap.add_argument("--batches", type=int, default=0, help="also time N batches from a fresh start, per loader")
     args = ap.parse_args()
 
-    texts, source = load_texts(min_docs=6000)
-    t0 = time.perf_counter()
-    tok = Tokenizer.train_from_iterator(texts[:2000], vocab_size=args.vocab_size)
-    print(f"text: {source}, {len(texts)} docs, {sum(map(len, texts)) / 1e6:.1f}M chars; "
-          f"tokenizer (vocab {args.vocab_size}) trained in {time.perf_counter() - t0:.1f}s")
-
     with tempfile.TemporaryDirectory() as tmp:
-        half = len(texts) // 2  # two shards: train = the first, val = the last
-        for i, part in enumerate((texts[:half], texts[half:])):
-            pq.write_table(pa.table({"text": part}), Path(tmp) / f"shard_{i:05d}.parquet",
-                           row_group_size=1024, compression="zstd", compression_level=3)
+        if args.base_dir is not None:
+            tok, data_dir = get_tokenizer(args.base_dir), args.base_dir / "base_data"
+            train_files = sorted(data_dir.glob("*.parquet"))[:-1]
+            texts = [t for f in train_files for t in pq.read_table(f, columns=["text"]).column(0).to_pylist()]
+            print(f"text: {data_dir}, {len(texts)} train docs, {sum(map(len, texts)) / 1e6:.1f}M chars; "
+                  f"its tokenizer (vocab {tok.get_vocab_size()})")
+        else:
+            texts, source = load_texts(min_docs=6000)
+            t0 = time.perf_counter()
+            tok = Tokenizer.train_from_iterator(texts[:2000], vocab_size=args.vocab_size)
+            print(f"text: {source}, {len(texts)} docs, {sum(map(len, texts)) / 1e6:.1f}M chars; "
+                  f"tokenizer (vocab {args.vocab_size}) trained in {time.perf_counter() - t0:.1f}s")
+            half = len(texts) // 2  # two shards: train = the first, val = the last
+            for i, part in enumerate((texts[:half], texts[half:])):
+                pq.write_table(pa.table({"text": part}), Path(tmp) / f"shard_{i:05d}.parquet",
+                               row_group_size=1024, compression="zstd", compression_level=3)
+            data_dir, texts = Path(tmp), texts[:half]
 
         # Tokenizer alone on the same docs: the ceiling the loader's packing overhead is judged by.
         t0 = time.perf_counter()
-        n_tok = sum(map(len, tok.encode(texts[:half], num_threads=args.tokenizer_threads)))
+        n_tok = sum(map(len, tok.encode(texts, num_threads=args.tokenizer_threads)))
         enc_rate = n_tok / (time.perf_counter() - t0)
 
+        if args.batches:
+            run_times: dict[str, list[float]] = {"no cache": [], "cache": []}
+            for _ in range(2):  # alternating whole runs, each loader from nothing (a fresh cache)
+                for name in run_times:
+                    c = TokenCache(0) if name == "no cache" else TokenCache()
+                    t0 = time.perf_counter()
+                    it = pretraining_loader(tok, args.B, args.T, "train", data_dir=data_dir, token_cache=c,
+                                            tokenizer_threads=args.tokenizer_threads)
+                    for _ in range(args.batches):
+                        next(it)
+                    run_times[name].append(time.perf_counter() - t0)
+            for name, times in run_times.items():
+                print(f"{args.batches} batches from a fresh start, {name}: "
+                      + ", ".join(f"{t:.2f}s" for t in times))
+
         cache = TokenCache()
-        loaders = {name: pretraining_loader(tok, args.B, args.T, "train", data_dir=tmp, token_cache=c,
+        loaders = {name: pretraining_loader(tok, args.B, args.T, "train", data_dir=data_dir, token_cache=c,
                                             tokenizer_threads=args.tokenizer_threads)
                    for name, c in (("no cache", TokenCache(0)), ("cache", cache))}
         state = {}
