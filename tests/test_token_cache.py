@@ -181,3 +181,17 @@ def test_another_tokenizer_does_not_share_entries(data, tok):
 
     gc.collect()
     assert len(cache._by_tokenizer) == 1
+
+
+def test_process_wide_budget_comes_from_the_environment():
+    import subprocess
+    import sys
+
+    code = "from nanochat_core.data.token_cache import shared_cache as s; print(s().budget_tokens, s() is s())"
+    run = lambda value: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                       env={**__import__("os").environ, "NANOCHAT_TOKEN_CACHE_TOKENS": value})
+    assert run("0").stdout.split() == ["0", "True"]
+    assert run("2.5e6").stdout.split() == ["2500000", "True"]
+    assert run("").stdout.split() == ["100000000", "True"]  # unset or empty: the default
+    bad = run("lots")
+    assert bad.returncode != 0 and "NANOCHAT_TOKEN_CACHE_TOKENS='lots'" in bad.stderr
