@@ -183,15 +183,15 @@ def test_another_tokenizer_does_not_share_entries(data, tok):
     assert len(cache._by_tokenizer) == 1
 
 
-def test_process_wide_budget_comes_from_the_environment():
-    import subprocess
-    import sys
+def test_process_wide_budget_comes_from_the_environment(monkeypatch):
+    from nanochat_core.data import token_cache
 
-    code = "from nanochat_core.data.token_cache import shared_cache as s; print(s().budget_tokens, s() is s())"
-    run = lambda value: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                       env={**__import__("os").environ, "NANOCHAT_TOKEN_CACHE_TOKENS": value})
-    assert run("0").stdout.split() == ["0", "True"]
-    assert run("2.5e6").stdout.split() == ["2500000", "True"]
-    assert run("").stdout.split() == ["100000000", "True"]  # unset or empty: the default
-    bad = run("lots")
-    assert bad.returncode != 0 and "NANOCHAT_TOKEN_CACHE_TOKENS='lots'" in bad.stderr
+    for value, budget in (("0", 0), ("2.5e6", 2_500_000), ("", 100_000_000)):  # empty: the default
+        monkeypatch.setattr(token_cache, "_shared", None)  # as in a fresh process
+        monkeypatch.setenv("NANOCHAT_TOKEN_CACHE_TOKENS", value)
+        cache = token_cache.shared_cache()
+        assert cache.budget_tokens == budget and token_cache.shared_cache() is cache
+    monkeypatch.setattr(token_cache, "_shared", None)
+    monkeypatch.setenv("NANOCHAT_TOKEN_CACHE_TOKENS", "lots")
+    with pytest.raises(ValueError, match="NANOCHAT_TOKEN_CACHE_TOKENS='lots'"):
+        token_cache.shared_cache()
