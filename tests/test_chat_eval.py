@@ -366,6 +366,15 @@ def test_cli_errors_name_the_task_or_the_folder(tmp_base_dir):
     assert f"no sft checkpoints: the folder {tmp_base_dir / 'chatsft_checkpoints'} is missing" in proc.stderr
 
 
+def test_batch_tokens_flag_defaults_to_the_library_bound_and_must_be_positive(capsys):
+    from nanochat_core.chat.lockstep import DEFAULT_BATCH_TOKENS
+    from nanochat_core.cli import chat_eval as cli
+    assert cli.build_parser().parse_args([]).batch_tokens == DEFAULT_BATCH_TOKENS  # the CLI spells it out
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--batch-tokens", "0"])
+    assert stop.value.code == 2 and "--batch-tokens must be at least 1" in capsys.readouterr().err
+
+
 def test_a_killed_run_keeps_the_tasks_that_finished(tmp_base_dir, tmp_path):
     """The results files are rewritten after every task: SIGKILL during the second keeps the first."""
     data = write_scored_task_data(tmp_path / "data")
