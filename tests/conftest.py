@@ -66,6 +66,7 @@ def xdist_group_of(item) -> str:
     return item.nodeid.split("::")[0]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks into node ids
 def pytest_collection_modifyitems(config, items):
     """Each test marked with its xdist group; groups sorted longest first (a group's rank is its best
     item's: a file stays in one piece, so its module fixtures are built once)."""
