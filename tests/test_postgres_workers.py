@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -43,6 +44,24 @@ def stop_daemon(proc: subprocess.Popen, home: Path) -> None:
 def cell_records(instance) -> dict:
     return {r.dagster_run.tags["dagster/partition"]: r for r in instance.get_run_records(
         dg.RunsFilter(job_name="scaling_grid_job"))}
+
+
+def why_not_success(instance, records: dict, daemon_log: Path) -> str:
+    """For an assertion message: each run that did not succeed, its error events, and the daemon's last lines
+    (a CI failure must say why without a rerun)."""
+    lines = []
+    for cell, record in records.items():
+        if record.dagster_run.status == dg.DagsterRunStatus.SUCCESS:
+            continue
+        lines.append(f"{cell}: {record.dagster_run.status.value}")
+        for entry in instance.all_logs(record.dagster_run.run_id):
+            event = entry.dagster_event
+            error = getattr(event.event_specific_data, "error", None) if event else None
+            if entry.level >= 40 or error is not None or (event and event.event_type_value in
+                                                          ("RUN_FAILURE", "ENGINE_EVENT", "PIPELINE_FAILURE")):
+                lines.append(f"  {time.strftime('%H:%M:%S', time.gmtime(entry.timestamp))} {entry.user_message}" + (f"\n  {error.to_string()}" if error else ""))
+    tail = daemon_log.read_text(errors="replace").splitlines()[-40:] if daemon_log.exists() else []
+    return "\n".join(lines + ["daemon log, last lines:"] + tail)
 
 
 def processes() -> dict[int, tuple[int, str]]:
@@ -100,7 +119,7 @@ def set_training_slots(instance, monkeypatch, slots: int) -> None:
 
 
 @pytest.mark.timeout(1800)  # four cells and a daemon: several minutes on a busy 2-core machine
-def test_the_training_pool_limit_decides_how_many_cells_train_at_once(grid, monkeypatch):
+def test_the_training_pool_limit_decides_how_many_cells_train_at_once(grid, monkeypatch, tmp_path):
     """(merged: test_one_training_slot_never_lets_two_cells_overlap and
     test_two_slots_overlap_and_a_killed_worker_leaves_the_rest_intact, which each started a daemon on an
     instance of their own: one instance and daemon here, the limit changed between the two parts)"""
@@ -112,7 +131,8 @@ def test_the_training_pool_limit_decides_how_many_cells_train_at_once(grid, monk
                          and all(x.dagster_run.status in TERMINAL for x in r.values()) and r,
                          600, "both cells finished")
     assert {c: r.dagster_run.status for c, r in records.items()} == {"d1|2e9": dg.DagsterRunStatus.SUCCESS,
-                                                                    "d1|3e9": dg.DagsterRunStatus.SUCCESS}
+                                                                    "d1|3e9": dg.DagsterRunStatus.SUCCESS}, \
+        why_not_success(instance, records, tmp_path / "daemon.log")
     first, second = sorted((r.start_time, r.end_time) for r in records.values())
     assert first[1] <= second[0], (first, second)  # the second started only once the first had ended
     assert instance.get_materialized_partitions(dg.AssetKey("base_model")) == {"d1|2e9", "d1|3e9"}
@@ -129,7 +149,8 @@ def test_the_training_pool_limit_decides_how_many_cells_train_at_once(grid, monk
 
     survivor = wait_until(lambda: (r := cell_records(instance)["d1|5e9"]).dagster_run.status in TERMINAL and r,
                           600, "the other cell finished")
-    assert survivor.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    assert survivor.dagster_run.status == dg.DagsterRunStatus.SUCCESS, \
+        why_not_success(instance, {"d1|5e9": survivor}, tmp_path / "daemon.log")
     killed = cell_records(instance)["d1|4e9"].dagster_run
     assert killed.status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.QUEUED)
     # The history written before and beside the kill is all there.
