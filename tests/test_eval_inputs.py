@@ -14,7 +14,7 @@ import pytest
 
 from helpers import (latest_materialization, materialize, metadata_values, serving_http, tiny_defs,
                      write_tiny_preset, zipped_folder)
-from nanochat_core.evaluation import reachability
+from nanochat_core.common import reachability
 from nanochat_core.evaluation.core import evaluate_model
 from nanochat_core.evaluation.core_bundle import BUNDLE_DIR_ENV, URL_ENV
 from nanochat_pipeline.presets import network

@@ -14,6 +14,7 @@ from nanochat_core.data import fineweb
 from nanochat_core.data.embedded_corpus import iter_embedded_documents
 from nanochat_core.data.sources import SourceError, expand_inputs, iter_file_documents, local_source
 from fake_hub import serving
+from helpers import free_port
 
 
 def docs_of(patterns, field="text"):
@@ -115,6 +116,7 @@ def test_fineweb_downloads_pinned_files_in_order(fake_hub, tmp_path):
     assert list(source.documents()) == [f"fw doc {i}.{k}" for i in (0, 1) for k in range(3)]
     assert source.description["revision"] == fake_hub.revision
     assert source.description["files"] == ["000_00000.parquet", "001_00000.parquet"]
+    assert fake_hub.requests[0][:2] == ("HEAD", "/")  # the reachability probe, at HF_ENDPOINT, before the listing
     dataset_requests = [r for r in fake_hub.requests if fineweb.FINEWEB_REPO in r[1]]
     assert dataset_requests and all(auth == "Bearer hf_test_token" for _, _, auth in dataset_requests)  # HF_TOKEN sent
     gets = [p for method, p, _ in fake_hub.requests if method == "GET" and "/resolve/" in p]
@@ -124,6 +126,38 @@ def test_fineweb_downloads_pinned_files_in_order(fake_hub, tmp_path):
     assert len(again.description["files"]) == 3
     gets = [p for method, p, _ in fake_hub.requests if method == "GET" and "/resolve/" in p]
     assert len(gets) == 3  # only the third, new file
+
+
+def test_fineweb_with_no_hub_fails_at_once_naming_the_host(monkeypatch, tmp_path):
+    """One probe, no retries: huggingface_hub's own client (~24 s of retries on a refused connection) is
+    never reached when the Hub does not answer at all."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    def never(*args, **kwargs):
+        raise AssertionError("the Hub client was called although the Hub did not answer the probe")
+
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_tree", never)
+    with pytest.raises(SourceError, match=rf"cannot reach the Hugging Face Hub at 127\.0\.0\.1:{port} \(HF_ENDPOINT\): "
+                                          r"ConnectError: .*check the network and HF_ENDPOINT"):
+        fineweb.fineweb_source(num_files=1, download_dir=tmp_path)
+
+
+def test_fineweb_in_offline_mode_makes_no_probe(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    from nanochat_core.common import reachability
+
+    def no_probe(*args, **kwargs):
+        raise AssertionError("probed the network in HF_HUB_OFFLINE mode")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(reachability, "probe", no_probe)
+    with pytest.raises(SourceError, match="OfflineModeIsEnabled"):
+        fineweb.fineweb_source(num_files=1, download_dir=tmp_path)
 
 
 def test_fineweb_unknown_revision_is_a_clear_error(fake_hub, tmp_path):

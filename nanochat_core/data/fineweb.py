@@ -39,17 +39,37 @@ def network_cause(error: BaseException) -> BaseException | None:
     return None
 
 
-def hub_unreachable(endpoint: str | None, cause: BaseException) -> SourceError:
-    """What failed (the Hub, at which host), why, and what to do, in one sentence."""
+def hub_unreachable(endpoint: str | None, why: str) -> SourceError:
+    """What failed (the Hub, at which host), why ("ConnectError: ..."), and what to do, in one sentence."""
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
 
     url = endpoint or constants.ENDPOINT
     where = f"{urlparse(url).netloc or url}" + (" (HF_ENDPOINT)" if endpoint else "")
-    return SourceError(f"cannot reach the Hugging Face Hub at {where}: {type(cause).__name__}: {cause}; check the "
-                       "network and HF_ENDPOINT, or use a corpus that needs none ([corpus] source = \"embedded\" or "
-                       "\"local\")")
+    return SourceError(f"cannot reach the Hugging Face Hub at {where}: {why}; check the network and HF_ENDPOINT, "
+                       "or use a corpus that needs none ([corpus] source = \"embedded\" or \"local\")")
+
+
+def described(cause: BaseException) -> str:
+    return f"{type(cause).__name__}: {cause}"
+
+
+def check_hub_answers(endpoint: str | None) -> None:
+    """One HEAD request to the Hub, no retries, a few seconds at most: with no network the corpus fails at
+    once, naming the host, instead of after huggingface_hub's ~24 s of retries (meant for a transient
+    error on a network that works, which the calls after this keep). Skipped in HF_HUB_OFFLINE mode,
+    where huggingface_hub itself refuses to reach out."""
+    from huggingface_hub import constants
+
+    from nanochat_core.common.reachability import probe
+
+    if constants.is_offline_mode():
+        return
+    url = endpoint or constants.ENDPOINT
+    answer = probe([url])[url]
+    if not answer.answered:
+        raise hub_unreachable(endpoint, answer.detail)
 
 
 def list_fineweb_files(revision: str = FINEWEB_REVISION, subset: str = FINEWEB_SUBSET) -> list[str]:
@@ -58,13 +78,14 @@ def list_fineweb_files(revision: str = FINEWEB_REVISION, subset: str = FINEWEB_S
     from huggingface_hub.errors import HfHubHTTPError
 
     endpoint, token = _hub_settings()
+    check_hub_answers(endpoint)
     api = HfApi(endpoint=endpoint, token=token)
     try:
         entries = api.list_repo_tree(FINEWEB_REPO, path_in_repo=subset, revision=revision, repo_type="dataset")
         paths = sorted(e.path for e in entries if e.path.endswith(".parquet"))
     except Exception as e:  # unreachable first: huggingface_hub wraps some network errors in its HTTP errors
         if (cause := network_cause(e)) is not None:
-            raise hub_unreachable(endpoint, cause) from e
+            raise hub_unreachable(endpoint, described(cause)) from e
         if isinstance(e, HfHubHTTPError):
             raise SourceError(f"cannot list {FINEWEB_REPO}/{subset} at revision {revision}: {e}") from e
         raise
@@ -97,7 +118,7 @@ def download_fineweb(
             )))
         except Exception as e:
             if (cause := network_cause(e)) is not None:
-                raise hub_unreachable(endpoint, cause) from e
+                raise hub_unreachable(endpoint, described(cause)) from e
             if isinstance(e, HfHubHTTPError):
                 raise SourceError(f"download of {FINEWEB_REPO}/{repo_path} failed: {e}") from e
             raise

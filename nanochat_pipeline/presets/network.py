@@ -32,7 +32,7 @@ def network_reasons(preset: Preset, override: str | None = None) -> dict[str, st
     if setting is False:
         return {"bundle": None, "hub": None}
     from nanochat_core.evaluation.core_bundle import bundle_url
-    from nanochat_core.evaluation.reachability import PROBE_BUDGET_S, hub_url, probe
+    from nanochat_core.common.reachability import PROBE_BUDGET_S, hub_url, probe
 
     urls = (bundle_url(), hub_url())
     if urls not in _probed:

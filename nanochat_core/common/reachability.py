@@ -1,8 +1,9 @@
-"""Can the evaluation data be fetched? One probe of each host, all at once, bounded in time.
+"""Can a host be reached from here? One probe of each host, all at once, bounded in time.
 
 The pipeline's `[evaluation] offline = "auto"` asks this once per process before reaching for the
 eval bundle (its URL, NANOCHAT_EVAL_BUNDLE_URL honoured) and the Hugging Face Hub (HF_ENDPOINT
-honoured). Each URL gets one HTTP HEAD request, no retries, in its own daemon thread; the caller
+honoured); the FineWeb-Edu corpus asks it of the Hub before listing the dataset. Each URL gets one
+HTTP HEAD request, no retries, in its own daemon thread; the caller
 waits for all of them together at most `budget_s` seconds. Any HTTP answer, whatever its status,
 means the host is reachable (a 403 or 404 still proves the network path works); no answer in time,
 a refused connection or a name that does not resolve means it is not. A host that accepts the
