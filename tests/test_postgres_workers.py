@@ -64,6 +64,20 @@ def why_not_success(instance, records: dict, daemon_log: Path) -> str:
     return "\n".join(lines + ["daemon log, last lines:"] + tail)
 
 
+def timeline(instance, records: dict) -> str:
+    """Each cell's run: status and when it was queued, launched, started and ended (for failure messages)."""
+    kinds = ("PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_START", "PIPELINE_SUCCESS", "PIPELINE_FAILURE",
+             "PIPELINE_CANCELED")
+    lines = []
+    for cell, record in sorted(records.items()):
+        events = [(e.timestamp, e.dagster_event.event_type_value.replace("PIPELINE_", ""))
+                  for e in instance.all_logs(record.dagster_run.run_id)
+                  if e.dagster_event and e.dagster_event.event_type_value in kinds]
+        lines.append(f"{cell}: {record.dagster_run.status.value}: " + ", ".join(
+            f"{kind} {time.strftime('%H:%M:%S', time.gmtime(t))}" for t, kind in events))
+    return "\n".join(lines)
+
+
 def processes() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, command line) of every process we can see."""
     found = {}
@@ -98,7 +112,9 @@ def worker_chain(child: int) -> list[int]:
 def grid(pg_home, tmp_path, monkeypatch):
     """Four tiny cells on the Postgres instance, their upstream materialized, the daemon running; the test
     sets the pool limit and queues the cells."""
-    preset_path = write_tiny_preset(tmp_path, flops=("2e9", "3e9", "4e9", "5e9"))
+    # The last two cells train ~5x longer: part 2 needs their children alive at the same moment, and on a
+    # busy machine two run workers can start several seconds apart (4e9 and 5e9 cells finished apart in CI).
+    preset_path = write_tiny_preset(tmp_path, flops=("2e9", "3e9", "2e10", "2.5e10"))
     monkeypatch.setenv("NANOCHAT_PRESET", str(preset_path))
     defs, _ = tiny_defs(preset_path)
     with dg.DagsterInstance.get() as instance:
@@ -132,29 +148,40 @@ def test_the_training_pool_limit_decides_how_many_cells_train_at_once(grid, monk
                          600, "both cells finished")
     assert {c: r.dagster_run.status for c, r in records.items()} == {"d1|2e9": dg.DagsterRunStatus.SUCCESS,
                                                                     "d1|3e9": dg.DagsterRunStatus.SUCCESS}, \
-        why_not_success(instance, records, tmp_path / "daemon.log")
+        timeline(instance, records) + "\n" + why_not_success(instance, records, tmp_path / "daemon.log")
     first, second = sorted((r.start_time, r.end_time) for r in records.values())
     assert first[1] <= second[0], (first, second)  # the second started only once the first had ended
     assert instance.get_materialized_partitions(dg.AssetKey("base_model")) == {"d1|2e9", "d1|3e9"}
 
     # 2. Two slots: two cells train at the same moment, in two worker processes each with its training child.
     set_training_slots(instance, monkeypatch, 2)
-    queue_cells(["d1|4e9", "d1|5e9"])
-    both = wait_until(lambda: (c := training_children(["d1_4e9", "d1_5e9"])) and len(c) == 2 and c, 600,
-                      "both cells training at once", poll=0.2)
-    victim = worker_chain(both["d1_4e9"])
-    assert victim[0] not in worker_chain(both["d1_5e9"])  # two different worker processes
+    queue_cells(["d1|2e10", "d1|2.5e10"])
+
+    def both_training():
+        children = training_children(["d1_2e10", "d1_2.5e10"])
+        if len(children) == 2:
+            return children
+        runs = cell_records(instance)
+        part2 = {c: r for c, r in runs.items() if c in ("d1|2e10", "d1|2.5e10")}
+        if len(part2) == 2 and all(r.dagster_run.status in TERMINAL for r in part2.values()):
+            pytest.fail("both cells ended without training at the same moment:\n" + timeline(instance, runs) + "\n"
+                        + why_not_success(instance, part2, tmp_path / "daemon.log"))
+        return None
+
+    both = wait_until(both_training, 600, "both cells training at once", poll=0.2)
+    victim = worker_chain(both["d1_2e10"])
+    assert victim[0] not in worker_chain(both["d1_2.5e10"])  # two different worker processes
     for pid in victim:  # the machine running this cell dies: its worker, step process and child at once
         os.kill(pid, signal.SIGKILL)
 
-    survivor = wait_until(lambda: (r := cell_records(instance)["d1|5e9"]).dagster_run.status in TERMINAL and r,
+    survivor = wait_until(lambda: (r := cell_records(instance)["d1|2.5e10"]).dagster_run.status in TERMINAL and r,
                           600, "the other cell finished")
     assert survivor.dagster_run.status == dg.DagsterRunStatus.SUCCESS, \
-        why_not_success(instance, {"d1|5e9": survivor}, tmp_path / "daemon.log")
-    killed = cell_records(instance)["d1|4e9"].dagster_run
+        why_not_success(instance, {"d1|2.5e10": survivor}, tmp_path / "daemon.log")
+    killed = cell_records(instance)["d1|2e10"].dagster_run
     assert killed.status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.QUEUED)
     # The history written before and beside the kill is all there.
-    assert instance.get_materialized_partitions(dg.AssetKey("base_model")) == {"d1|2e9", "d1|3e9", "d1|5e9"}
+    assert instance.get_materialized_partitions(dg.AssetKey("base_model")) == {"d1|2e9", "d1|3e9", "d1|2.5e10"}
     for asset in DATA_ASSETS:
         assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None
     events = [e.dagster_event for e in instance.all_logs(survivor.dagster_run.run_id) if e.dagster_event]
