@@ -62,11 +62,11 @@ def check_hub_answers(endpoint: str | None) -> None:
     where huggingface_hub itself refuses to reach out."""
     from huggingface_hub import constants
 
-    from nanochat_core.common.reachability import probe
+    from nanochat_core.common.reachability import hub_url, probe
 
     if constants.is_offline_mode():
         return
-    url = endpoint or constants.ENDPOINT
+    url = hub_url()  # HF_ENDPOINT, read now, as `endpoint` was
     answer = probe([url])[url]
     if not answer.answered:
         raise hub_unreachable(endpoint, answer.detail)
