@@ -25,7 +25,8 @@ def build_definitions(preset: Preset) -> dg.Definitions:
     synthetic_conversations, sft_model = build_chat_assets(preset, partitions, base_model, task_data)
     [rl_model] = build_rl_assets(preset, partitions, sft_model, task_data)
     [eval_report] = build_evaluation_assets(preset, partitions, sft_model, eval_bundle, task_data, rl_model)
-    grid_job = dg.define_asset_job("scaling_grid_job", selection=[base_model],
+    # in-process: a cell's run is one step, and a step process of its own cost each cell ~2 s more to start
+    grid_job = dg.define_asset_job("scaling_grid_job", selection=[base_model], executor_def=dg.in_process_executor,
                                    description="Train base_model cells of the grid (one run per cell).")
     return dg.Definitions(
         assets=[raw_corpus, shuffled_shards, tokenizer, base_model, scaling_results, eval_bundle, task_data,

@@ -19,6 +19,8 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.events import DagsterEventType
 from dagster._time import get_current_datetime
 
+NEVER_MATERIALIZED = "never materialized"  # run_reason for an asset or cell with no materialization
+
 
 def stale_resolver(asset_graph, instance: dg.DagsterInstance) -> CachingStaleStatusResolver:
     """The resolver behind the UI's "Unsynced" labels (dagster has no public API for it; this is
@@ -91,7 +93,7 @@ def run_reason(asset_graph, instance: dg.DagsterInstance, key: dg.AssetKey, part
     resolver = stale_resolver(asset_graph, instance)
     status = resolver.get_status(key, partition)
     if status == StaleStatus.MISSING:
-        return "never materialized"
+        return NEVER_MATERIALIZED
     if status == StaleStatus.STALE:
         causes = resolver.get_stale_root_causes(key, partition)
         return "unsynced: " + ("; ".join(f"{c.key.asset_key.to_user_string()} {c.reason}" for c in causes)

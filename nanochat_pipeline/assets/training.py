@@ -12,7 +12,7 @@ import dagster as dg
 from nanochat_core.common import settings
 from nanochat_pipeline.checks import BASE_MODEL_CHECKS, TOKENIZER_CHECKS, base_model_checks, uniform_guess_bpb
 from nanochat_pipeline.children import TRAIN_CHILD_MODULE
-from nanochat_pipeline.instance.home import TRAINING_POOL
+from nanochat_pipeline.instance.home import TRAINING_POOL, cell_threads_env
 from nanochat_pipeline.launch.training_run import launch_training_child
 from nanochat_pipeline.partitions import cell_from_key, declared_cells, declared_cells_note
 from nanochat_pipeline.presets import Preset
@@ -67,7 +67,7 @@ def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefiniti
         ckpt_dir = settings.base_checkpoints_dir(root) / cell.model_tag
         result, step = launch_training_child(
             context, pipes_subprocess_client, preset, TRAIN_CHILD_MODULE, ckpt_dir, f"training {cell.model_tag}",
-            cell_child_args(preset, cell, config), child_env(preset))
+            cell_child_args(preset, cell, config), child_env(preset) | cell_threads_env(context.instance))
         return dg.MaterializeResult(metadata=dict(result.metadata or {})
                                     | settings_metadata(train_overrides(preset, config)),
                                     data_version=result.data_version,

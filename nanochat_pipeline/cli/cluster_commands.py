@@ -28,8 +28,10 @@ def run_command(args) -> int:
 
 
 def run_dev(dagster_args: list[str]) -> int:
+    from nanochat_pipeline.cli.slots import preset_default_slots
     from nanochat_pipeline.instance.home import ensure_training_pool, prepare_dagster_home
     from nanochat_pipeline.instance.storage import InstanceConfigError
+    from nanochat_pipeline.presets import PresetError, active_preset
 
     try:
         _, storage = prepare_dagster_home()
@@ -38,8 +40,13 @@ def run_dev(dagster_args: list[str]) -> int:
         return 2
     import dagster as dg
 
+    try:
+        default = preset_default_slots(active_preset())
+    except PresetError as e:  # dagster dev itself says what is wrong with NANOCHAT_PRESET
+        print(f"nanochat_pipeline: warning: {e}; the training pool defaults to 1 slot", file=sys.stderr)
+        default = 1
     with dg.DagsterInstance.get() as instance:
-        slots = ensure_training_pool(instance)
+        slots = ensure_training_pool(instance, default=default)
     print(f"instance: {storage}; training pool: {slots} slot(s)", flush=True)
     if not dagster_args and Path("workspace.yaml").is_file():
         dagster_args = ["-w", "workspace.yaml"]

@@ -9,6 +9,7 @@ click away in the UI.
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -21,12 +22,15 @@ from nanochat_pipeline.children.progress import progress_file
 from nanochat_pipeline.cli.progress import ProgressWatcher
 from nanochat_pipeline.cli.failure_line import run_failure_line
 from nanochat_pipeline.cli.grid_cost import REFUSED, confirmed, grid_cost
-from nanochat_pipeline.cli.run_records import (materialization_metadata, run_warnings, scaling_verdict,
-                                           was_interrupted)
-from nanochat_pipeline.staleness import failed_blocking_check, latest_metadata, run_reason
+from nanochat_pipeline.cli.queued_cells import POLL_EVERY, STOP_WAIT_S, Daemon, Follower, queue_is_usable, submit_cells
+from nanochat_pipeline.cli.run_records import (materialization_metadata, run_warnings, run_was_interrupted,
+                                               scaling_verdict, was_interrupted)
+from nanochat_pipeline.instance.home import pool_limit
+from nanochat_pipeline.staleness import NEVER_MATERIALIZED, failed_blocking_check, latest_metadata, run_reason
 from nanochat_pipeline.cli.terminal import Terminal, key_metric
 
 TRAINING_ASSETS = ("base_model", "sft_model")  # their children write a progress file
+GRID_JOB = "scaling_grid_job"  # definitions.py: base_model alone, one run per cell
 WORKSPACE_YAML = Path(__file__).resolve().parents[2] / "workspace.yaml"
 UNPARTITIONED_ORDER = ["raw_corpus", "shuffled_shards", "tokenizer", "synthetic_conversations", "eval_bundle", "task_data"]
 
@@ -60,6 +64,7 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
     the grid would take more than an hour here and neither `yes` nor the person at the terminal agreed."""
     assets = list(defs.assets)
     graph = defs.resolve_asset_graph()
+    run_tags = {"nanochat/main_job": preset.name}
 
     def why_run(asset: str, partition: str | None = None) -> str | None:
         """None when up to date; else why (never materialized, unsynced, its last blocking check
@@ -74,45 +79,105 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
         if reason is None:
             terminal.finished(label, "up to date", None, key_metric(asset, latest_metadata(instance, asset, partition)))
             return 0
-        first_time = reason == "never materialized"
         # a training cell (its progress follows) and a reason to re-run are shown at once
-        since = terminal.started(label + ("" if first_time else f" ({reason})"),
-                                 at_once=asset in TRAINING_ASSETS or not first_time)
+        since = terminal.started(start_label(label, reason), at_once=asset in TRAINING_ASSETS or reason != NEVER_MATERIALIZED)
         with progress_of(asset, partition, label):
             result = dg.materialize(assets, selection=[asset], partition_key=partition, instance=instance,
-                                    resources=defs.resources, raise_on_error=False,
-                                    tags={"nanochat/main_job": preset.name})
-        warnings = run_warnings(instance, result.run_id)
+                                    resources=defs.resources, raise_on_error=False, tags=run_tags)
+        outcome = "interrupted" if was_interrupted(result) else "done" if result.success else "FAILED"
+        return report(asset, partition, result.run_id, outcome, since,
+                      materialization_metadata(result, asset) if result.success else {})
+
+    def report(asset: str, partition: str | None, run_id: str, outcome: str, since: float | None,
+               metadata: dict, seconds: float | None = None) -> int:
+        """The end line of one run (its first warning before it), and why when it failed; the exit code."""
+        label = asset + (f"[{partition}]" if partition else "")
+        warnings = run_warnings(instance, run_id)
         if warnings:  # one line per run: the first warning, and how many more the log file holds
             terminal.warn(f"{label}: {warnings[0]}", more=len(warnings) - 1)
-        if was_interrupted(result):
-            terminal.finished(label, "interrupted", since)
+        if outcome == "interrupted":
+            terminal.finished(label, "interrupted", since, seconds=seconds)
             return 130
-        if not result.success:
-            terminal.finished(label, "FAILED", since, f"run {result.run_id}")
+        if outcome == "FAILED":
+            terminal.finished(label, "FAILED", since, f"run {run_id}", seconds=seconds)
             # A failed blocking check says which check, on which file, with which value; else the error the
             # asset's code raised (Dagster's wrapper around it stays in the log file).
             why = (failed_blocking_check(graph, instance, dg.AssetKey(asset), partition)
-                   or run_failure_line(instance, result.run_id))
+                   or run_failure_line(instance, run_id))
             terminal.cause(label, why)
             return 1
-        terminal.finished(label, "done", since, key_metric(asset, materialization_metadata(result, asset)))
+        terminal.finished(label, "done", since, key_metric(asset, metadata), seconds=seconds)
         return 0
 
-    def progress_of(asset: str, partition: str | None, label: str):
+    def train_grid(cells: list[str]) -> int:
+        """The grid's cells: side by side through the instance's queue when the training pool lets
+        more than one train at once (and there is more than one to train), else one after another here."""
+        reasons = {cell: why_run("base_model", cell) for cell in cells}
+        to_train = [cell for cell in cells if reasons[cell] is not None]
+        if pool_limit(instance) < 2 or len(to_train) < 2 or not queue_is_usable(instance):
+            for cell in cells:
+                code = materialize("base_model", cell)
+                if code:
+                    return code
+            return 0
+        for cell in cells:
+            if reasons[cell] is None:
+                materialize("base_model", cell)  # its "up to date" line
+        return train_side_by_side(to_train, reasons)
+
+    def train_side_by_side(cells: list[str], reasons: dict) -> int:
+        partitions = graph.get(dg.AssetKey("base_model")).partitions_def
+        daemon = Daemon(instance, WORKSPACE_YAML, preset.root / "logs")
+        watchers: dict[str, ProgressWatcher] = {}
+        follower, code = None, 0
+        try:
+            runs = submit_cells(instance, WORKSPACE_YAML, GRID_JOB, partitions, cells, run_tags)
+            follower = Follower(instance, runs)
+            while len(follower.ended) < len(runs):
+                started, ended = follower.changes()
+                for run_id in started:
+                    cell = runs[run_id]
+                    label = f"base_model[{cell}]"
+                    terminal.started(start_label(label, reasons[cell]), at_once=True)
+                    free = min(set(range(len(runs))) - {w.position for w in watchers.values()})
+                    watchers[run_id] = progress_of("base_model", cell, label, position=free).__enter__()
+                for run_id, record in ended:
+                    if run_id in watchers:
+                        watchers.pop(run_id).__exit__(None, None, None)
+                    cell, run = runs[run_id], record.dagster_run
+                    outcome = ("interrupted" if run_was_interrupted(instance, run) else
+                               "done" if run.status == dg.DagsterRunStatus.SUCCESS else "FAILED")
+                    seconds = (record.end_time - record.start_time) if record.start_time and record.end_time else None
+                    result = report("base_model", cell, run_id, outcome, None,
+                                    latest_metadata(instance, "base_model", cell) if outcome == "done" else {}, seconds)
+                    if result and not code:
+                        code = result  # the first failure: nothing more starts, the cells training finish
+                        follower.cancel(only_queued=True)
+                time.sleep(POLL_EVERY)
+        except KeyboardInterrupt:
+            if follower is not None:
+                follower.cancel(only_queued=False)  # each training child saves a checkpoint, as a Ctrl-C here does
+                follower.wait_ended(STOP_WAIT_S)
+            code = 130
+        finally:
+            for watcher in watchers.values():
+                watcher.__exit__(None, None, None)
+            daemon.stop()
+        return code
+
+    def progress_of(asset: str, partition: str | None, label: str, position: int = 0):
         """The training cells' progress bar (their child writes a progress file); nothing for the rest."""
         if asset not in TRAINING_ASSETS or partition is None:
             return contextlib.nullcontext()
         tag = cell_from_key(grid_partitions(preset), partition).model_tag
-        return ProgressWatcher(progress_file(preset.root, asset, tag), label, terminal.console, interactive)
+        return ProgressWatcher(progress_file(preset.root, asset, tag), label, terminal.console, interactive, position)
 
     def steps():
         for asset in UNPARTITIONED_ORDER:
             yield asset, None
         declared = set(declared_cells(preset))  # never the rest of the depth x budget product
-        for cell in graph.get(dg.AssetKey("base_model")).partitions_def.get_partition_keys():
-            if cell in declared:
-                yield "base_model", cell
+        yield "base_model", [cell for cell in graph.get(dg.AssetKey("base_model")).partitions_def.get_partition_keys()
+                             if cell in declared]
         yield "scaling_results", None
         for cell in preset.chat_cells:
             rl = ("rl_model",) if cell in preset.rl_cells else ()
@@ -129,20 +194,21 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
 
     code = 0
     try:
-        cost_said = False
         for asset, partition in steps():
-            if asset == "base_model" and not cost_said:
-                cost_said = True
-                if not grid_agreed():
-                    code = REFUSED
-                    break
-            code = materialize(asset, partition)
+            if asset == "base_model":
+                code = train_grid(partition) if grid_agreed() else REFUSED
+            else:
+                code = materialize(asset, partition)
             if code:
                 break
     except KeyboardInterrupt:  # between runs (a run itself turns Ctrl-C into an interrupted step)
         code = 130
     closing(terminal, preset, instance, code)
     return code
+
+
+def start_label(label: str, reason: str) -> str:
+    return label + ("" if reason == NEVER_MATERIALIZED else f" ({reason})")
 
 
 def closing(terminal: Terminal, preset, instance: dg.DagsterInstance, code: int) -> None:

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[PRESET_ENV] = name  # definitions read the preset from here, as `dagster dev` does
     from nanochat_pipeline.instance.home import ensure_training_pool, prepare_dagster_home
     from nanochat_pipeline.instance.storage import InstanceConfigError
+    from nanochat_pipeline.cli.slots import preset_default_slots
 
     try:  # before anything is written: storage this install lacks, an unreachable database
         _, storage = prepare_dagster_home()
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if log_path is not None:
         print(f"log: {log_path}", flush=True)
     with dg.DagsterInstance.get() as instance, captured_output(log_path) as console:
-        ensure_training_pool(instance)
+        ensure_training_pool(instance, default=preset_default_slots(preset))
         bar = interactive and log_path is not None  # bars and immediate start lines on a terminal
         code = run_main_job(definitions.defs, preset, instance, Terminal(console, bar), bar, yes=args.yes)
         if args.ladder and code == 0:

@@ -46,8 +46,10 @@ class ProgressWatcher:
     """Main-job side: a thread that draws one cell's progress while its run is in progress: a tqdm bar
     redrawn in place on a terminal, else a few lines (see PARTS, LINE_EVERY, QUIET_AT_MOST)."""
 
-    def __init__(self, path: Path, label: str, console: TextIO, interactive: bool):
+    def __init__(self, path: Path, label: str, console: TextIO, interactive: bool, position: int = 0):
+        """`position`: the bar's line below the cursor (cells training side by side each have one)."""
         self.path, self.label, self.console, self.interactive = path, label, console, interactive
+        self.position = position
         self.since = time.time() - 1.0  # a child started within this second still counts
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._loop, name=f"progress {label}", daemon=True)
@@ -76,7 +78,7 @@ class ProgressWatcher:
         if self.interactive:
             if self.bar is None:
                 self.bar = tqdm(total=p["total"], initial=initial, desc=f"  {self.label}", file=self.console,
-                                unit="step", leave=False, dynamic_ncols=True)
+                                unit="step", leave=False, dynamic_ncols=True, position=self.position)
             self.bar.total = p["total"]
             self.bar.set_postfix_str(describe(p), refresh=False)
             self.bar.update(p["step"] - self.bar.n)

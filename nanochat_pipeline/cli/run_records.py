@@ -27,8 +27,8 @@ def run_warnings(instance: dg.DagsterInstance, run_id: str) -> list[str]:
             if entry.level == logging.WARNING and entry.dagster_event is None]
 
 
-def _errors(result):
-    for event in result.all_events:
+def _errors(events):
+    for event in events:
         if event.is_step_failure and event.event_specific_data.error:
             error = event.event_specific_data.error
             while error is not None:
@@ -37,7 +37,15 @@ def _errors(result):
 
 
 def was_interrupted(result) -> bool:
-    return any(error.cls_name in INTERRUPTED_ERRORS for error in _errors(result))
+    return any(error.cls_name in INTERRUPTED_ERRORS for error in _errors(result.all_events))
+
+
+def run_was_interrupted(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """A queued run's was_interrupted: cancelled, or its step ended by an interrupt."""
+    if run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.CANCELING):
+        return True
+    events = [entry.dagster_event for entry in instance.all_logs(run.run_id) if entry.dagster_event]
+    return any(error.cls_name in INTERRUPTED_ERRORS for error in _errors(events))
 
 
 def scaling_verdict(instance: dg.DagsterInstance, default_fit_json: Path) -> str:

@@ -117,11 +117,14 @@ class Terminal:
             self.pending.start()
         return time.monotonic()
 
-    def finished(self, label: str, status: str, since: float | None, metric: str = "") -> None:
+    def finished(self, label: str, status: str, since: float | None, metric: str = "",
+                 seconds: float | None = None) -> None:
+        """The end line; its time is `seconds` when given (a queued run's own start to end), else since `since`."""
         if self.pending is not None:
             self.pending.cancel()
             self.pending = None
-        seconds = time.monotonic() - since if since is not None else None
+        if seconds is None and since is not None:
+            seconds = time.monotonic() - since
         self.outcomes.append(Outcome(label, status, seconds, metric))
         took = f" in {format_seconds(seconds)}" if seconds is not None else ""
         self.say(f"  {label}: {status}{took}" + (f"  {metric}" if metric else ""))

@@ -2,6 +2,7 @@
 copied there only when the folder has none, so a dagster.yaml put there (deploy/postgres/) is used as it is."""
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -53,12 +54,12 @@ def training_slots() -> int | None:
     return slots
 
 
-def ensure_training_pool(instance) -> int:
+def ensure_training_pool(instance, default: int = 1) -> int:
     """Set the training pool's limit (what `dagster instance concurrency set training N` does) and return it.
 
     The limit lives in the instance's database, so every worker sharing it obeys one number:
     NANOCHAT_TRAINING_SLOTS when set, else the limit the pool has (an operator's `dagster instance
-    concurrency set`), else 1.
+    concurrency set`, or an earlier run's), else `default` (default_training_slots for the preset).
     dagster.yaml's default_limit alone let two queued runs start together before the pool existed
     (seen in tests/test_pipeline_ui.py), so the limit is set explicitly."""
     storage = instance.event_log_storage
@@ -66,6 +67,40 @@ def ensure_training_pool(instance) -> int:
     if wanted is None:
         if TRAINING_POOL in storage.get_concurrency_keys():
             return storage.get_concurrency_info(TRAINING_POOL).slot_count
-        wanted = 1
+        wanted = default
     storage.set_concurrency_slots(TRAINING_POOL, wanted)
     return wanted
+
+
+def pool_limit(instance) -> int:
+    storage = instance.event_log_storage
+    return storage.get_concurrency_info(TRAINING_POOL).slot_count if TRAINING_POOL in storage.get_concurrency_keys() else 1
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# Model width a CPU thread pays for. Measured only at the demo's widths (12..48): two cells side by side
+# at one thread each trained the grid 1.67x faster than one at a time on two threads
+# (benchmarks/bench_demo_cells.py); wider cells are assumed to want a thread per WIDTH_PER_THREAD.
+WIDTH_PER_THREAD = 128
+
+
+def default_training_slots(device_type: str, widest_model_dim: int, cores: int | None = None) -> int:
+    """How many cells train at once when nobody said: one on an accelerator (a cell takes its devices);
+    on a CPU as many as the cores allow with each cell given the threads its width can use
+    (cells x threads per cell <= cores)."""
+    if device_type != "cpu":
+        return 1
+    threads = max(1, math.ceil(widest_model_dim / WIDTH_PER_THREAD))
+    return max(1, (cores or available_cores()) // threads)
+
+
+def cell_threads_env(instance) -> dict:
+    """OMP_NUM_THREADS for a training child while the pool lets several cells train at once: the cores
+    shared out among them. Nothing when one trains at a time (torch's own default) or it is set already."""
+    slots = pool_limit(instance)
+    if slots < 2 or "OMP_NUM_THREADS" in os.environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, available_cores() // slots))}

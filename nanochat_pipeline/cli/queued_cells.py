@@ -1,0 +1,164 @@
+"""Grid cells side by side, through Dagster's own queue: each cell is a queued run of scaling_grid_job,
+and the instance's daemon (QueuedRunCoordinator, pools at run granularity) starts as many at once as
+the `training` pool's limit allows; the main job submits them, follows them and reports each as it ends.
+
+A daemon already serving this instance (`dg dev`) starts them; else the main job starts one for as
+long as the grid trains and stops it after. The runs are the same ones a UI backfill makes (the same
+job, partition tags and run worker), so the UI shows them as any other run.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+RUNNING = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED}
+POLL_EVERY = 0.5
+DAEMON_FRESH_S = 60  # a queued-run daemon heartbeat younger than this: a daemon serves the instance
+STOP_WAIT_S = 20  # a cancelled run's worker and child get this long to save and end
+
+
+def workspace_location(workspace_yaml: Path) -> tuple[str, str]:
+    """(module_name, location_name) of workspace.yaml's one python_module: what the daemon loads."""
+    [entry] = yaml.safe_load(workspace_yaml.read_text(encoding="utf-8"))["load_from"]
+    return entry["python_module"]["module_name"], entry["python_module"]["location_name"]
+
+
+def queue_is_usable(instance: dg.DagsterInstance) -> bool:
+    """Runs submitted to this instance wait in the queue (a dagster.yaml may name another coordinator)."""
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    return isinstance(instance.run_coordinator, QueuedRunCoordinator)
+
+
+def daemon_serves(instance: dg.DagsterInstance) -> bool:
+    beat = instance.get_daemon_heartbeats().get("QUEUED_RUN_COORDINATOR")
+    return beat is not None and time.time() - beat.timestamp < DAEMON_FRESH_S
+
+
+class Daemon:
+    """`dagster-daemon run` on this instance and workspace while the grid trains, unless one serves it."""
+
+    def __init__(self, instance: dg.DagsterInstance, workspace_yaml: Path, log_dir: Path):
+        self.proc: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+        if daemon_serves(instance):
+            return
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"daemon_{datetime.now(timezone.utc):%Y%m%d_%H%M%S}.log"
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            # its own session: Ctrl-C at the terminal reaches the main job, which cancels the runs itself
+            self.proc = subprocess.Popen([sys.executable, "-m", "dagster._daemon", "run", "-w", str(workspace_yaml)],
+                                         cwd=workspace_yaml.parent, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        # SIGINT: the daemon shuts its code server down itself (SIGKILL would leave it running ~20 s)
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def submit_cells(instance: dg.DagsterInstance, workspace_yaml: Path, job_name: str, partitions_def,
+                 cells: list[str], tags: dict) -> dict[str, str]:
+    """One queued run per cell, built as the `dagster job backfill` command builds them (the job's
+    snapshot and execution plan from the code location, the partition's tags); returns {run_id: cell}.
+    The location is loaded in this process (its definitions are already imported) under the name the
+    daemon's workspace gives it, so the daemon's code server runs the same module."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+
+    module, location_name = workspace_location(workspace_yaml)
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(executable_path=sys.executable, module_name=module,
+                             working_directory=str(workspace_yaml.parent)), location_name=location_name)
+    runs = {}
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as process_context:
+        workspace = process_context.create_request_context()
+        location = workspace.get_code_location(location_name)
+        [repo] = location.get_repositories().values()
+        remote_job = repo.get_full_job(job_name)
+        plan = location.get_execution_plan(remote_job, {}, step_keys_to_execute=None, known_state=None,
+                                           instance=instance).execution_plan_snapshot
+        for cell in cells:
+            run = instance.create_run(
+                job_name=job_name, run_id=None, run_config={}, resolved_op_selection=None,
+                step_keys_to_execute=plan.step_keys_to_execute, op_selection=None, status=None,
+                root_run_id=None, parent_run_id=None,
+                tags={**remote_job.tags, **tags, **partitions_def.get_tags_for_partition_key(cell)},
+                job_snapshot=remote_job.job_snapshot, execution_plan_snapshot=plan,
+                parent_job_snapshot=remote_job.parent_job_snapshot,
+                remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
+                asset_selection=None, asset_check_selection=None, asset_graph=repo.asset_graph)
+            instance.submit_run(run.run_id, workspace)
+            runs[run.run_id] = cell
+    return runs
+
+
+@dataclass
+class Follower:
+    """Which of the submitted runs have started and ended, read from the instance every POLL_EVERY s."""
+
+    instance: dg.DagsterInstance
+    runs: dict[str, str]  # run_id -> cell
+    started: set[str] = field(default_factory=set)
+    ended: set[str] = field(default_factory=set)
+
+    def changes(self) -> tuple[list[str], list[tuple[str, object]]]:
+        """(run ids that started since the last call, [(run id, RunRecord)] that ended since), in submit order.
+        A run that ended before it was seen running counts as started too (unless it was cancelled queued)."""
+        pending = [run_id for run_id in self.runs if run_id not in self.ended]
+        records = {r.dagster_run.run_id: r for r in
+                   self.instance.get_run_records(dg.RunsFilter(run_ids=pending))} if pending else {}
+        new_started, new_ended = [], []
+        for run_id in pending:
+            record = records.get(run_id)
+            if record is None:
+                continue
+            status = record.dagster_run.status
+            if run_id not in self.started and (status in RUNNING or status in FINISHED and record.start_time):
+                self.started.add(run_id)
+                new_started.append(run_id)
+            if status in FINISHED:
+                self.ended.add(run_id)
+                new_ended.append((run_id, record))
+        return new_started, new_ended
+
+    def wait_ended(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and len(self.ended) < len(self.runs):
+            self.changes()
+            time.sleep(POLL_EVERY)
+
+    def cancel(self, only_queued: bool) -> None:
+        """Cancel what has not ended: queued runs at once; started ones (unless only_queued) through the
+        run launcher, which asks their code server to interrupt the step (the child saves a checkpoint)."""
+        for run_id in self.runs:
+            if run_id in self.ended:
+                continue
+            run = self.instance.get_run_by_id(run_id)
+            if run is None or run.is_finished:
+                continue
+            if run.status == dg.DagsterRunStatus.QUEUED or run.status == dg.DagsterRunStatus.NOT_STARTED:
+                self.instance.report_run_canceled(run)
+            elif not only_queued:
+                try:
+                    self.instance.run_launcher.terminate(run_id)
+                except Exception as e:  # a code server already gone: the run monitor ends the run
+                    self.instance.report_engine_event(f"cancelling from the main job: {e}", run)
