@@ -65,6 +65,7 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
     assets = list(defs.assets)
     graph = defs.resolve_asset_graph()
     run_tags = {"nanochat/main_job": preset.name}
+    daemon: Daemon | None = None  # the queue's daemon while cells train side by side
 
     def why_run(asset: str, partition: str | None = None) -> str | None:
         """None when up to date; else why (never materialized, unsynced, its last blocking check
@@ -127,43 +128,59 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
 
     def train_side_by_side(cells: list[str], reasons: dict) -> int:
         partitions = graph.get(dg.AssetKey("base_model")).partitions_def
-        daemon = Daemon(instance, WORKSPACE_YAML, preset.root / "logs")
+        nonlocal daemon
+        if daemon is None:
+            daemon = Daemon(WORKSPACE_YAML, preset.root / "logs")
         watchers: dict[str, ProgressWatcher] = {}
-        follower, code = None, 0
+        runs: dict[str, str] = {}
+        follower = Follower(instance, runs)
+        codes: list[int] = []
+
+        def follow() -> None:
+            """Start lines (and progress) of the runs that started, end lines of those that ended."""
+            started, ended = follower.changes()
+            for run_id in started:
+                cell = runs[run_id]
+                label = f"base_model[{cell}]"
+                terminal.started(start_label(label, reasons[cell]), at_once=True)
+                free = min(set(range(len(runs))) - {w.position for w in watchers.values()})
+                watchers[run_id] = progress_of("base_model", cell, label, position=free).__enter__()
+            for run_id, record in ended:
+                if run_id in watchers:
+                    watchers.pop(run_id).__exit__(None, None, None)
+                elif run_id not in follower.started:
+                    continue  # cancelled while queued: it never began
+                cell, run = runs[run_id], record.dagster_run
+                outcome = ("interrupted" if run_was_interrupted(instance, run) else
+                           "done" if run.status == dg.DagsterRunStatus.SUCCESS else "FAILED")
+                seconds = record.end_time - record.start_time if record.start_time and record.end_time else None
+                code = report("base_model", cell, run_id, outcome, None,
+                              latest_metadata(instance, "base_model", cell) if outcome == "done" else {}, seconds)
+                if code and not codes:  # the first failure: nothing more starts, the cells training finish
+                    follower.cancel(only_queued=True)
+                codes.append(code)
+
         try:
-            runs = submit_cells(instance, WORKSPACE_YAML, GRID_JOB, partitions, cells, run_tags)
-            follower = Follower(instance, runs)
+            runs.update(submit_cells(instance, WORKSPACE_YAML, GRID_JOB, partitions, cells, run_tags))
             while len(follower.ended) < len(runs):
-                started, ended = follower.changes()
-                for run_id in started:
-                    cell = runs[run_id]
-                    label = f"base_model[{cell}]"
-                    terminal.started(start_label(label, reasons[cell]), at_once=True)
-                    free = min(set(range(len(runs))) - {w.position for w in watchers.values()})
-                    watchers[run_id] = progress_of("base_model", cell, label, position=free).__enter__()
-                for run_id, record in ended:
-                    if run_id in watchers:
-                        watchers.pop(run_id).__exit__(None, None, None)
-                    cell, run = runs[run_id], record.dagster_run
-                    outcome = ("interrupted" if run_was_interrupted(instance, run) else
-                               "done" if run.status == dg.DagsterRunStatus.SUCCESS else "FAILED")
-                    seconds = (record.end_time - record.start_time) if record.start_time and record.end_time else None
-                    result = report("base_model", cell, run_id, outcome, None,
-                                    latest_metadata(instance, "base_model", cell) if outcome == "done" else {}, seconds)
-                    if result and not code:
-                        code = result  # the first failure: nothing more starts, the cells training finish
-                        follower.cancel(only_queued=True)
+                follow()
+                if not daemon.alive():
+                    follower.cancel(only_queued=False)
+                    terminal.cause("base_model", f"the queue's daemon stopped (exit code {daemon.proc.returncode}); "
+                                                 f"its log: {daemon.log_path}")
+                    return 1
                 time.sleep(POLL_EVERY)
         except KeyboardInterrupt:
-            if follower is not None:
-                follower.cancel(only_queued=False)  # each training child saves a checkpoint, as a Ctrl-C here does
-                follower.wait_ended(STOP_WAIT_S)
-            code = 130
+            follower.cancel(only_queued=False)  # each training child saves a checkpoint, as a Ctrl-C here does
+            deadline = time.monotonic() + STOP_WAIT_S
+            while len(follower.ended) < len(runs) and time.monotonic() < deadline:
+                follow()
+                time.sleep(POLL_EVERY)
+            return 130
         finally:
             for watcher in watchers.values():
                 watcher.__exit__(None, None, None)
-            daemon.stop()
-        return code
+        return next((code for code in codes if code), 0)
 
     def progress_of(asset: str, partition: str | None, label: str, position: int = 0):
         """The training cells' progress bar (their child writes a progress file); nothing for the rest."""
@@ -175,9 +192,7 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
     def steps():
         for asset in UNPARTITIONED_ORDER:
             yield asset, None
-        declared = set(declared_cells(preset))  # never the rest of the depth x budget product
-        yield "base_model", [cell for cell in graph.get(dg.AssetKey("base_model")).partitions_def.get_partition_keys()
-                             if cell in declared]
+        yield "base_model", grid_cells()
         yield "scaling_results", None
         for cell in preset.chat_cells:
             rl = ("rl_model",) if cell in preset.rl_cells else ()
@@ -187,13 +202,20 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
     def grid_agreed() -> bool:
         """Before the first cell trains: its cost, and --yes (or a terminal's y) when over an hour."""
         partitions = graph.get(dg.AssetKey("base_model")).partitions_def
-        declared = set(declared_cells(preset))
-        to_train = [cell_from_key(partitions, key) for key in partitions.get_partition_keys()
-                    if key in declared and why_run("base_model", key) is not None]
+        to_train = [cell_from_key(partitions, key) for key in grid_cells() if why_run("base_model", key) is not None]
         return confirmed(grid_cost(preset, to_train), yes, terminal.say)
+
+    def grid_cells() -> list[str]:
+        declared = set(declared_cells(preset))  # never the rest of the depth x budget product
+        return [cell for cell in graph.get(dg.AssetKey("base_model")).partitions_def.get_partition_keys()
+                if cell in declared]
 
     code = 0
     try:
+        if (pool_limit(instance) > 1 and queue_is_usable(instance)
+                and sum(why_run("base_model", cell) is not None for cell in grid_cells()) > 1):
+            # cells will train side by side: the daemon's code server loads while the data assets run
+            daemon = Daemon(WORKSPACE_YAML, preset.root / "logs")
         for asset, partition in steps():
             if asset == "base_model":
                 code = train_grid(partition) if grid_agreed() else REFUSED
@@ -203,6 +225,9 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
                 break
     except KeyboardInterrupt:  # between runs (a run itself turns Ctrl-C into an interrupted step)
         code = 130
+    finally:
+        if daemon is not None:
+            daemon.stop()
     closing(terminal, preset, instance, code)
     return code
 
@@ -222,13 +247,22 @@ def closing(terminal: Terminal, preset, instance: dg.DagsterInstance, code: int)
     terminal.say(f"report cards: {settings.report_dir(preset.root)}/<tag>/report.md")
     terminal.say(f"history: {instance.root_directory}; open it with: {ui_command(preset, instance)}")
     if code == 130:
-        last = terminal.outcomes[-1] if terminal.outcomes else None
-        cell = last is not None and last.status == "interrupted" and last.label.partition("[")[0] in TRAINING_ASSETS
-        saved = "the cell in progress saved a checkpoint. " if cell else ""
+        kept = sum(checkpoint_kept(preset, o) for o in terminal.outcomes)  # several when cells trained side by side
+        saved = ("the cell in progress saved a checkpoint. " if kept == 1 else
+                 f"the {kept} cells in progress saved checkpoints. " if kept else "")
         terminal.say(f"interrupted: {saved}Resume with: python -m nanochat_pipeline run --preset {preset_argument(preset)}")
     elif code and code != REFUSED:
         terminal.say("failed: the log file has the whole error; fix it and run the same command again "
                      "(what is done is skipped)")
+
+
+def checkpoint_kept(preset, outcome) -> bool:
+    """An interrupted training run that left a checkpoint to resume from (one stopped before its
+    first step has none)."""
+    asset, _, partition = outcome.label.partition("[")
+    if outcome.status != "interrupted" or asset not in TRAINING_ASSETS or not partition:
+        return False
+    return any(artifact_paths(preset, asset, partition.rstrip("]"))[0].glob("model_*.pt"))
 
 
 def preset_argument(preset) -> str:

@@ -2,9 +2,12 @@
 and the instance's daemon (QueuedRunCoordinator, pools at run granularity) starts as many at once as
 the `training` pool's limit allows; the main job submits them, follows them and reports each as it ends.
 
-A daemon already serving this instance (`dg dev`) starts them; else the main job starts one for as
-long as the grid trains and stops it after. The runs are the same ones a UI backfill makes (the same
-job, partition tags and run worker), so the UI shows them as any other run.
+The main job starts its own daemon for as long as it runs and stops it after. Not one it finds: a
+daemon's heartbeat comes every 30 s and outlives it, so a stopped one looks alive for a while (seen:
+a rerun 10 s after an interrupted one queued its cells for a daemon that was gone). A `dg dev` open on
+the same DAGSTER_HOME runs a second daemon; Dagster's dequeue skips a run that is no longer QUEUED,
+and both load the same workspace.yaml (the same NANOCHAT_PRESET is then needed in both). The runs
+are the ones a UI backfill makes (the same job, partition tags and run worker).
 """
 from __future__ import annotations
 
@@ -23,7 +26,6 @@ import yaml
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 RUNNING = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED}
 POLL_EVERY = 0.5
-DAEMON_FRESH_S = 60  # a queued-run daemon heartbeat younger than this: a daemon serves the instance
 STOP_WAIT_S = 20  # a cancelled run's worker and child get this long to save and end
 
 
@@ -40,19 +42,10 @@ def queue_is_usable(instance: dg.DagsterInstance) -> bool:
     return isinstance(instance.run_coordinator, QueuedRunCoordinator)
 
 
-def daemon_serves(instance: dg.DagsterInstance) -> bool:
-    beat = instance.get_daemon_heartbeats().get("QUEUED_RUN_COORDINATOR")
-    return beat is not None and time.time() - beat.timestamp < DAEMON_FRESH_S
-
-
 class Daemon:
-    """`dagster-daemon run` on this instance and workspace while the grid trains, unless one serves it."""
+    """`dagster-daemon run` on this instance (DAGSTER_HOME) and workspace, its output in log_dir."""
 
-    def __init__(self, instance: dg.DagsterInstance, workspace_yaml: Path, log_dir: Path):
-        self.proc: subprocess.Popen | None = None
-        self.log_path: Path | None = None
-        if daemon_serves(instance):
-            return
+    def __init__(self, workspace_yaml: Path, log_dir: Path):
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"daemon_{datetime.now(timezone.utc):%Y%m%d_%H%M%S}.log"
         with open(self.log_path, "a", encoding="utf-8") as log:
@@ -61,8 +54,11 @@ class Daemon:
                                          cwd=workspace_yaml.parent, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
 
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if not self.alive():
             return
         # SIGINT: the daemon shuts its code server down itself (SIGKILL would leave it running ~20 s)
         os.killpg(self.proc.pid, signal.SIGINT)
@@ -88,6 +84,7 @@ def submit_cells(instance: dg.DagsterInstance, workspace_yaml: Path, job_name: s
     origin = InProcessCodeLocationOrigin(
         LoadableTargetOrigin(executable_path=sys.executable, module_name=module,
                              working_directory=str(workspace_yaml.parent)), location_name=location_name)
+    cancel_left_behind(instance, job_name, cells, tags)
     runs = {}
     with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as process_context:
         workspace = process_context.create_request_context()
@@ -109,6 +106,15 @@ def submit_cells(instance: dg.DagsterInstance, workspace_yaml: Path, job_name: s
             instance.submit_run(run.run_id, workspace)
             runs[run.run_id] = cell
     return runs
+
+
+def cancel_left_behind(instance: dg.DagsterInstance, job_name: str, cells: list[str], tags: dict) -> None:
+    """Queued runs of these cells that an earlier main job submitted and never saw start (it was killed):
+    cancelled, or this job's daemon would train those cells twice."""
+    left = instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.QUEUED], tags=tags))
+    for run in left:
+        if run.tags.get("dagster/partition") in cells:
+            instance.report_run_canceled(run, message="cancelled by a newer main job that queues this cell again")
 
 
 @dataclass
@@ -139,12 +145,6 @@ class Follower:
                 self.ended.add(run_id)
                 new_ended.append((run_id, record))
         return new_started, new_ended
-
-    def wait_ended(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and len(self.ended) < len(self.runs):
-            self.changes()
-            time.sleep(POLL_EVERY)
 
     def cancel(self, only_queued: bool) -> None:
         """Cancel what has not ended: queued runs at once; started ones (unless only_queued) through the
