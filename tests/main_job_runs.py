@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from helpers import chat_sections, write_tiny_preset
@@ -60,6 +61,32 @@ def interrupt_once_training(job: subprocess.Popen, progress_path: Path, timeout:
         os.killpg(job.pid, signal.SIGINT)
     out, _ = job.communicate(timeout=300)
     return job.returncode, out
+
+
+def grid_runs(dagster_home: Path) -> list:
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        return sorted(instance.get_run_records(dg.RunsFilter(job_name="scaling_grid_job")),
+                      key=lambda r: r.create_timestamp)
+
+
+def overlapped(records) -> bool:
+    spans = sorted((r.start_time, r.end_time) for r in records if r.start_time and r.end_time)
+    return any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
+
+
+def processes_of(base: Path) -> list[str]:
+    """Every process whose command line or environment names this test's base folder (daemon, code server,
+    run worker, training child)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            env = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if int(pid) != os.getpid() and (str(base) in cmd or f"NANOCHAT_BASE_DIR={base}\0" in env):
+            found.append(f"{pid}: {cmd[:160]}")
+    return found
 
 
 @dataclass

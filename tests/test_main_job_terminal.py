@@ -17,8 +17,9 @@ from nanochat_pipeline.children.progress import ProgressWriter, progress_file
 from nanochat_pipeline.cli.progress import ProgressWatcher, read_progress
 from nanochat_pipeline.cli.run_records import scaling_verdict
 from nanochat_pipeline.cli.terminal import Terminal, key_metric
+from nanochat_pipeline.instance.home import available_cores
 from helpers import wait_until
-from main_job_runs import TINY_ASSETS as ASSETS, run_main_job
+from main_job_runs import TINY_ASSETS as ASSETS, grid_runs, overlapped, processes_of, run_main_job
 
 
 def test_key_metric_names_the_number_that_matters():
@@ -243,3 +244,9 @@ def test_demo_from_nothing_prints_under_80_lines(tmp_path):
     cells = len(grid_partitions(demo).get_partition_keys())  # one summary row for the grid (each cell has its lines)
     assert rows[("base_model", None)][1:4] == [str(cells), "cells", "done"]
     assert ("eval_report", demo.chat_cells[0]) in rows
+    # each cell a queued run of the grid job; with two cores or more, two of them trained at once
+    records = grid_runs(tmp_path / "base" / "pipeline" / "dagster_home")
+    assert [r.dagster_run.status for r in records] == [dg.DagsterRunStatus.SUCCESS] * cells
+    if available_cores() >= 2:
+        assert overlapped(records), [(r.start_time, r.end_time) for r in records]
+    assert not processes_of(tmp_path / "base")  # the daemon and its code server stopped with the job

@@ -1,0 +1,93 @@
+"""Grid cells side by side: the training pool's default limit (cores and cell width), the threads each
+cell gets, and the main job training two cells at once as queued runs that its own daemon starts, Ctrl-C
+there (each cell keeps a checkpoint, no process is left) and the rerun that resumes both."""
+import os
+import signal
+
+import dagster as dg
+import pytest
+
+from nanochat_pipeline.children.progress import progress_file
+from nanochat_pipeline.cli.slots import preset_default_slots
+from nanochat_pipeline.instance import home
+from nanochat_pipeline.instance.home import cell_threads_env, default_training_slots, ensure_training_pool
+from nanochat_pipeline.presets import load_preset
+from helpers import wait_until, write_tiny_preset
+from main_job_runs import TINY_CHAT, grid_runs, overlapped, processes_of, run_main_job, start_main_job
+
+
+def test_default_slots_share_the_cores_by_cell_width():
+    assert default_training_slots("cpu", 48, cores=2) == 2  # the demo's widest cell: one thread each
+    assert default_training_slots("cpu", 128, cores=2) == 2
+    assert default_training_slots("cpu", 129, cores=2) == 1  # two threads wanted: one cell at a time
+    assert default_training_slots("cpu", 768, cores=16) == 2  # six threads per cell
+    assert default_training_slots("cpu", 4096, cores=4) == 1  # never below one
+    assert default_training_slots("cuda", 48, cores=16) == 1  # a cell takes its accelerators
+    assert default_training_slots("mps", 48, cores=8) == 1
+
+
+def test_preset_default_slots(monkeypatch):
+    monkeypatch.setattr(home, "available_cores", lambda: 2)
+    assert preset_default_slots(load_preset("demo")) == 2  # 48 wide at most
+    assert preset_default_slots(load_preset("scaling")) == 1
+    monkeypatch.setattr(home, "available_cores", lambda: 1)
+    assert preset_default_slots(load_preset("demo")) == 1
+
+
+def test_pool_limit_and_threads_per_cell(monkeypatch):
+    monkeypatch.delenv("NANOCHAT_TRAINING_SLOTS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(home, "available_cores", lambda: 4)
+    with dg.instance_for_test() as instance:
+        assert cell_threads_env(instance) == {}  # no pool yet: one cell at a time, torch's own threads
+        assert ensure_training_pool(instance, default=2) == 2
+        assert ensure_training_pool(instance, default=1) == 2  # a limit already there is kept
+        assert cell_threads_env(instance) == {"OMP_NUM_THREADS": "2"}
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert cell_threads_env(instance) == {}  # the user's own setting stands
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        monkeypatch.setenv("NANOCHAT_TRAINING_SLOTS", "1")
+        assert ensure_training_pool(instance, default=2) == 1
+        assert cell_threads_env(instance) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_two_cells_train_at_once_stop_on_ctrl_c_and_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("NANOCHAT_TRAINING_SLOTS", "2")  # whatever this machine's cores (main_job_env keeps it)
+    preset = write_tiny_preset(tmp_path, flops=("1e10", "1.2e10"),  # ~250 steps each: seconds to interrupt in
+                               extra_sections=TINY_CHAT)
+    base = tmp_path / "base"
+    root, dagster_home = base / "pipeline" / "tiny", base / "pipeline" / "dagster_home"
+    progress = [progress_file(root, "base_model", tag) for tag in ("d1_1e10", "d1_1.2e10")]
+    job = start_main_job(preset, base)
+    try:
+        wait_until(lambda: all(p.exists() for p in progress) or job.poll() is not None, 600, "both cells training")
+        assert job.poll() is None, job.communicate()[0]
+        os.killpg(job.pid, signal.SIGINT)  # Ctrl-C on a terminal
+        out, _ = job.communicate(timeout=300)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 130, out
+    assert "base_model[d1|1e10]: interrupted" in out and "base_model[d1|1.2e10]: interrupted" in out, out
+    assert "the 2 cells in progress saved checkpoints" in out, out
+    for tag in ("d1_1e10", "d1_1.2e10"):
+        assert list((root / "base_checkpoints" / tag).glob("model_*.pt")), tag
+    assert wait_until(lambda: not processes_of(base), 30, "the daemon, its code server and the cells gone",
+                      poll=0.5), processes_of(base)
+    interrupted = grid_runs(dagster_home)
+    assert len(interrupted) == 2 and overlapped(interrupted), [(r.start_time, r.end_time) for r in interrupted]
+    assert all(r.dagster_run.tags["nanochat/main_job"] == "tiny" for r in interrupted)
+
+    code, out = run_main_job(preset, base)  # the same command again: both cells resume, side by side
+    assert code == 0, out
+    assert "base_model[d1|1e10]: done" in out and "base_model[d1|1.2e10]: done" in out, out
+    resumed = grid_runs(dagster_home)[2:]
+    assert [r.dagster_run.status for r in resumed] == [dg.DagsterRunStatus.SUCCESS] * 2
+    assert overlapped(resumed), [(r.start_time, r.end_time) for r in resumed]
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        for record in resumed:
+            logs = " ".join(e.message or "" for e in instance.all_logs(record.dagster_run.run_id))
+            assert "resuming" in logs and "from its checkpoint at step" in logs, record.dagster_run.tags
+    assert not processes_of(base)
