@@ -39,14 +39,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
-def pytest_xdist_auto_num_workers(config):
-    """`-n auto`: a worker per core and one more. Much of the suite waits rather than computes (servers and
-    daemons starting, Postgres, subprocesses importing torch): with one worker per core this 2-core machine
-    was busy 1.53 cores on average (947 CPU-s over a 620 s run); the extra worker fills that time."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return cores + 1
-
-
 # The longest tests and groups first: xdist hands out work in collection order, so a 7-minute test
 # collected last would run alone at the end. Measured (pytest --durations, quiet 2-core machine, seconds).
 LONGEST_FIRST = [

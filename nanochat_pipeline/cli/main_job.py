@@ -1,8 +1,10 @@
-"""The one-command main job: materialize, in-process, every asset whose computation exists.
+"""The one-command main job: materialize every asset whose computation exists.
 
 Each asset (each base_model cell) is its own run on the persistent instance, so `dg dev`
-shows the same history; assets that are up to date (materialized, not unsynced, files on disk)
-are skipped. sft_model and eval_report run for the preset's chat_cells only (each is one more
+shows the same history. Every asset runs in this process, except the grid's cells when the
+training pool lets several train at once: those are queued runs that a daemon started for the
+job launches (cli/queued_cells.py). Assets that are up to date (materialized, not unsynced, files
+on disk) are skipped. sft_model and eval_report run for the preset's chat_cells only (each is one more
 training run and evaluation), rl_model (between them) for its rl_cells; the other cells are one
 click away in the UI.
 """
@@ -115,7 +117,7 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
         more than one train at once (and there is more than one to train), else one after another here."""
         reasons = {cell: why_run("base_model", cell) for cell in cells}
         to_train = [cell for cell in cells if reasons[cell] is not None]
-        if pool_limit(instance) < 2 or len(to_train) < 2 or not queue_is_usable(instance):
+        if not side_by_side(len(to_train)):
             for cell in cells:
                 code = materialize("base_model", cell)
                 if code:
@@ -205,6 +207,11 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
         to_train = [cell_from_key(partitions, key) for key in grid_cells() if why_run("base_model", key) is not None]
         return confirmed(grid_cost(preset, to_train), yes, terminal.say)
 
+    def side_by_side(cells_to_train: int) -> bool:
+        """Whether the grid's cells go to the queue: more than one to train, a pool that lets more than
+        one train at once, and a queued run coordinator (a dagster.yaml may name another)."""
+        return cells_to_train > 1 and pool_limit(instance) > 1 and queue_is_usable(instance)
+
     def grid_cells() -> list[str]:
         declared = set(declared_cells(preset))  # never the rest of the depth x budget product
         return [cell for cell in graph.get(dg.AssetKey("base_model")).partitions_def.get_partition_keys()
@@ -212,8 +219,7 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
 
     code = 0
     try:
-        if (pool_limit(instance) > 1 and queue_is_usable(instance)
-                and sum(why_run("base_model", cell) is not None for cell in grid_cells()) > 1):
+        if side_by_side(sum(why_run("base_model", cell) is not None for cell in grid_cells())):
             # cells will train side by side: the daemon's code server loads while the data assets run
             daemon = Daemon(WORKSPACE_YAML, preset.root / "logs")
         for asset, partition in steps():
