@@ -225,7 +225,9 @@ def figure(pattern: str, out: str, cast=float):
 def main_job(run: Run) -> dict:
     preset = run.work / f"{run.profile}_preset.toml"
     preset.write_text(run.cfg["preset"])
-    env = {**run.env, "NANOCHAT_BASE_DIR": str(run.base)}
+    # one cell at a time, as one GPU trains them (its default): the overhead below is the wall time minus the
+    # children's training, which cells side by side (the CPU default of the smoke's tiny cells) would overlap
+    env = {**run.env, "NANOCHAT_BASE_DIR": str(run.base), "NANOCHAT_TRAINING_SLOTS": "1"}
     started = time.time()  # only this run's materializations count (a re-run skips what is up to date)
     code, out, wall = run.command("main_job", [sys.executable, "-m", "nanochat_pipeline", "run", "--preset",
                                                str(preset), "--yes", "-v"], env)
