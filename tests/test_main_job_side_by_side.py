@@ -90,4 +90,4 @@ def test_two_cells_train_at_once_stop_on_ctrl_c_and_resume(tmp_path, monkeypatch
         for record in resumed:
             logs = " ".join(e.message or "" for e in instance.all_logs(record.dagster_run.run_id))
             assert "resuming" in logs and "from its checkpoint at step" in logs, record.dagster_run.tags
-    assert not processes_of(base)
+    assert wait_until(lambda: not processes_of(base), 30, "no process left after the resumed run", poll=0.5)

@@ -249,4 +249,5 @@ def test_demo_from_nothing_prints_under_80_lines(tmp_path):
     assert [r.dagster_run.status for r in records] == [dg.DagsterRunStatus.SUCCESS] * cells
     if available_cores() >= 2:
         assert overlapped(records), [(r.start_time, r.end_time) for r in records]
-    assert not processes_of(tmp_path / "base")  # the daemon and its code server stopped with the job
+    # the daemon and its code server stop with the job (the code server a moment after the daemon)
+    assert wait_until(lambda: not processes_of(tmp_path / "base"), 30, "no process of the demo left", poll=0.5)
