@@ -51,6 +51,23 @@ def test_pool_limit_and_threads_per_cell(monkeypatch):
         assert cell_threads_env(instance) == {}
 
 
+def test_a_cells_environment_needs_no_network_probe(monkeypatch):
+    """Each queued cell's run worker is a new process: a probe there would cost every cell up to the probe's
+    budget where hosts resolve and never answer. base_train reads only local files."""
+    from nanochat_core.common import reachability
+    from nanochat_pipeline.assets.training import cell_env
+    from nanochat_pipeline.presets import network
+
+    monkeypatch.setattr(network, "_probed", {})  # no answer cached from another test
+    monkeypatch.setattr(reachability, "probe", lambda *a, **k: pytest.fail("a cell's environment probed the network"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(home, "available_cores", lambda: 2)
+    demo = load_preset("demo")  # offline = "auto"
+    with dg.instance_for_test() as instance:
+        ensure_training_pool(instance, default=2)
+        assert cell_env(demo, instance) == {"NANOCHAT_BASE_DIR": str(demo.root), "OMP_NUM_THREADS": "1"}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_two_cells_train_at_once_stop_on_ctrl_c_and_resume(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from nanochat_pipeline.instance.home import TRAINING_POOL, cell_threads_env
 from nanochat_pipeline.launch.training_run import launch_training_child
 from nanochat_pipeline.partitions import cell_from_key, declared_cells, declared_cells_note
 from nanochat_pipeline.presets import Preset
-from nanochat_pipeline.presets.network import child_env
+from nanochat_pipeline.presets.network import declared_env
 from nanochat_pipeline.presets.paths import tokenizer_files
 from nanochat_pipeline.presets.run_config import effective_settings, settings_metadata
 from nanochat_pipeline.staleness import AUTOMATION, declared_only, require_checks_passed, require_files
@@ -50,6 +50,13 @@ def cell_child_args(preset: Preset, cell, config: BaseTrainConfig) -> list[str]:
             "--train-json", json.dumps(train_overrides(preset, config))]
 
 
+def cell_env(preset: Preset, instance) -> dict:
+    """A training cell's child environment: the preset's, without probing the network (base_train reads only
+    local shards and the tokenizer, so HF_HUB_OFFLINE changes nothing for it, and each queued cell's run worker
+    would otherwise probe anew, up to PROBE_BUDGET_S where hosts resolve and never answer), and its threads."""
+    return declared_env(preset) | cell_threads_env(instance)
+
+
 def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, tokenizer_asset) -> list:
     root = preset.root
 
@@ -67,7 +74,7 @@ def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefiniti
         ckpt_dir = settings.base_checkpoints_dir(root) / cell.model_tag
         result, step = launch_training_child(
             context, pipes_subprocess_client, preset, TRAIN_CHILD_MODULE, ckpt_dir, f"training {cell.model_tag}",
-            cell_child_args(preset, cell, config), child_env(preset) | cell_threads_env(context.instance))
+            cell_child_args(preset, cell, config), cell_env(preset, context.instance))
         return dg.MaterializeResult(metadata=dict(result.metadata or {})
                                     | settings_metadata(train_overrides(preset, config)),
                                     data_version=result.data_version,
