@@ -113,10 +113,14 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
         return 0
 
     def train_grid(cells: list[str]) -> int:
-        """The grid's cells: side by side through the instance's queue when the training pool lets
-        more than one train at once (and there is more than one to train), else one after another here."""
+        """The grid's cells, once their cost is agreed (--yes, or a terminal's y, when over an hour): side
+        by side through the instance's queue when the training pool lets more than one train at once (and
+        there is more than one to train), else one after another here."""
         reasons = {cell: why_run("base_model", cell) for cell in cells}
         to_train = [cell for cell in cells if reasons[cell] is not None]
+        partitions = graph.get(dg.AssetKey("base_model")).partitions_def
+        if not confirmed(grid_cost(preset, [cell_from_key(partitions, c) for c in to_train]), yes, terminal.say):
+            return REFUSED
         if not side_by_side(len(to_train)):
             for cell in cells:
                 code = materialize("base_model", cell)
@@ -201,16 +205,10 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
             for asset in ("sft_model", *rl, "eval_report"):
                 yield asset, cell
 
-    def grid_agreed() -> bool:
-        """Before the first cell trains: its cost, and --yes (or a terminal's y) when over an hour."""
-        partitions = graph.get(dg.AssetKey("base_model")).partitions_def
-        to_train = [cell_from_key(partitions, key) for key in grid_cells() if why_run("base_model", key) is not None]
-        return confirmed(grid_cost(preset, to_train), yes, terminal.say)
-
     def side_by_side(cells_to_train: int) -> bool:
         """Whether the grid's cells go to the queue: more than one to train, a pool that lets more than
         one train at once, and a queued run coordinator (a dagster.yaml may name another)."""
-        return cells_to_train > 1 and pool_limit(instance) > 1 and queue_is_usable(instance)
+        return cells_to_train > 1 and (pool_limit(instance) or 1) > 1 and queue_is_usable(instance)
 
     def grid_cells() -> list[str]:
         declared = set(declared_cells(preset))  # never the rest of the depth x budget product
@@ -224,7 +222,7 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
             daemon = Daemon(WORKSPACE_YAML, preset.root / "logs")
         for asset, partition in steps():
             if asset == "base_model":
-                code = train_grid(partition) if grid_agreed() else REFUSED
+                code = train_grid(partition)
             else:
                 code = materialize(asset, partition)
             if code:

@@ -36,16 +36,19 @@ def _errors(events):
                 error = error.cause
 
 
+def _interrupted(events) -> bool:
+    return any(error.cls_name in INTERRUPTED_ERRORS for error in _errors(events))
+
+
 def was_interrupted(result) -> bool:
-    return any(error.cls_name in INTERRUPTED_ERRORS for error in _errors(result.all_events))
+    return _interrupted(result.all_events)
 
 
 def run_was_interrupted(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     """A queued run's was_interrupted: cancelled, or its step ended by an interrupt."""
     if run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.CANCELING):
         return True
-    events = [entry.dagster_event for entry in instance.all_logs(run.run_id) if entry.dagster_event]
-    return any(error.cls_name in INTERRUPTED_ERRORS for error in _errors(events))
+    return _interrupted(entry.dagster_event for entry in instance.all_logs(run.run_id) if entry.dagster_event)
 
 
 def scaling_verdict(instance: dg.DagsterInstance, default_fit_json: Path) -> str:

@@ -62,19 +62,22 @@ def ensure_training_pool(instance, default: int = 1) -> int:
     concurrency set`, or an earlier run's), else `default` (default_training_slots for the preset).
     dagster.yaml's default_limit alone let two queued runs start together before the pool existed
     (seen in tests/test_pipeline_ui.py), so the limit is set explicitly."""
-    storage = instance.event_log_storage
     wanted = training_slots()
     if wanted is None:
-        if TRAINING_POOL in storage.get_concurrency_keys():
-            return storage.get_concurrency_info(TRAINING_POOL).slot_count
+        limit = pool_limit(instance)
+        if limit is not None:
+            return limit
         wanted = default
-    storage.set_concurrency_slots(TRAINING_POOL, wanted)
+    instance.event_log_storage.set_concurrency_slots(TRAINING_POOL, wanted)
     return wanted
 
 
-def pool_limit(instance) -> int:
+def pool_limit(instance) -> int | None:
+    """The training pool's limit in the instance's database; None before any was set."""
     storage = instance.event_log_storage
-    return storage.get_concurrency_info(TRAINING_POOL).slot_count if TRAINING_POOL in storage.get_concurrency_keys() else 1
+    if TRAINING_POOL not in storage.get_concurrency_keys():
+        return None
+    return storage.get_concurrency_info(TRAINING_POOL).slot_count
 
 
 def available_cores() -> int:
@@ -100,7 +103,7 @@ def default_training_slots(device_type: str, widest_model_dim: int, cores: int |
 def cell_threads_env(instance) -> dict:
     """OMP_NUM_THREADS for a training child while the pool lets several cells train at once: the cores
     shared out among them. Nothing when one trains at a time (torch's own default) or it is set already."""
-    slots = pool_limit(instance)
+    slots = pool_limit(instance) or 1
     if slots < 2 or "OMP_NUM_THREADS" in os.environ:
         return {}
     return {"OMP_NUM_THREADS": str(max(1, available_cores() // slots))}
