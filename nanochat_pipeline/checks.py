@@ -91,15 +91,17 @@ BASE_MODEL_CHECKS = [dg.AssetCheckSpec(n, asset="base_model", blocking=True)
                      for n in ("finite_loss_and_val_bpb", "checkpoint_loads")]
 
 
-def checkpoint_loads_check(name: str, ckpt_dir: Path, step: int) -> dg.AssetCheckResult:
-    from nanochat_core.model import checkpoint as ckpt
-
-    try:
-        ckpt.build_model(*ckpt.load_checkpoint(ckpt_dir, step)[::2], device="cpu")
-        loads, why = True, f"loaded {ckpt.model_path(ckpt_dir, step)}"
-    except Exception as e:  # any failure to load is what this check reports
-        loads, why = False, f"{ckpt.model_path(ckpt_dir, step)} (step {step}) does not load: {type(e).__name__}: {e}"
-    return dg.AssetCheckResult(check_name=name, passed=loads, description=why)
+def reported_loads_check(result: dg.MaterializeResult, name: str) -> dg.AssetCheckResult:
+    """The check `name` that the training child reported with `result`: its saved checkpoint loads into a
+    model (checked there, where torch is imported; children/pipes.py), the outcome as its description.
+    Failed when the child reported none: a check nobody ran must not pass."""
+    for reported in result.check_results or []:
+        if reported.check_name == name:
+            outcome = (reported.metadata or {}).get("outcome")
+            return dg.AssetCheckResult(check_name=name, passed=reported.passed,
+                                       description=str(getattr(outcome, "value", outcome)))
+    return dg.AssetCheckResult(check_name=name, passed=False,
+                               description=f"the training child reported no {name} check")
 
 
 def uniform_guess_bpb(tok_dir: Path, shards_dir: Path, max_chars: int = 200_000) -> float:
@@ -137,8 +139,8 @@ def plausible_loss_check(metadata: dict, uniform_bpb: float) -> dg.AssetCheckRes
                                metadata={"final_loss": str(loss), "val_bpb": str(bpb), "uniform_guess_bpb": uniform_bpb})
 
 
-def base_model_checks(metadata: dict, ckpt_dir: Path, step: int, uniform_bpb: float) -> list[dg.AssetCheckResult]:
-    return [plausible_loss_check(metadata, uniform_bpb), checkpoint_loads_check("checkpoint_loads", ckpt_dir, step)]
+def base_model_checks(result: dg.MaterializeResult, uniform_bpb: float) -> list[dg.AssetCheckResult]:
+    return [plausible_loss_check(dict(result.metadata or {}), uniform_bpb), reported_loads_check(result, "checkpoint_loads")]
 
 SFT_MODEL_CHECKS = [dg.AssetCheckSpec(n, asset="sft_model", blocking=True)
                     for n in ("sft_checkpoint_loads", "sft_built_on_cell_base")]
@@ -172,10 +174,11 @@ def _value(metadata: dict, key: str):
     return getattr(value, "value", value)
 
 
-def rl_model_checks(metadata: dict, ckpt_dir: Path, step: int) -> list[dg.AssetCheckResult]:
+def rl_model_checks(result: dg.MaterializeResult, ckpt_dir: Path, step: int) -> list[dg.AssetCheckResult]:
     """The three blocking checks of one RL run: its reported loss, its checkpoint, its recorded rewards."""
-    from nanochat_core.model import checkpoint as ckpt
+    from nanochat_core.model import checkpoint_layout as ckpt
 
+    metadata = dict(result.metadata or {})
     loss = _value(metadata, "final_loss")
     finite = isinstance(loss, (int, float)) and math.isfinite(loss)
     history = ckpt.load_meta(ckpt_dir, step).get("rl_history") or {}
@@ -187,7 +190,7 @@ def rl_model_checks(metadata: dict, ckpt_dir: Path, step: int) -> list[dg.AssetC
         bad = [f"{ckpt.meta_path(ckpt_dir, step)} records no rewards"]
     return [
         dg.AssetCheckResult(check_name="rl_finite_loss", passed=finite, description=f"final_loss {loss}"),
-        checkpoint_loads_check("rl_checkpoint_loads", ckpt_dir, step),
+        reported_loads_check(result, "rl_checkpoint_loads"),
         dg.AssetCheckResult(check_name="rl_reward_not_nan", passed=not bad,
                             description="; ".join(bad[:5]) if bad else f"{len(values)} rewards and pass@k values, none NaN"),
     ]

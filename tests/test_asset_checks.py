@@ -4,12 +4,14 @@ import json
 import math
 from dataclasses import asdict
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from chat_fixtures import write_chat_checkpoint
-from nanochat_pipeline.checks import (built_on_base_check, checkpoint_loads_check, plausible_loss_check, shard_checks,
+from nanochat_core.model.checkpoint import load_problem
+from nanochat_pipeline.checks import (built_on_base_check, plausible_loss_check, reported_loads_check, shard_checks,
                                      tokenizer_checks, uniform_guess_bpb)
 from helpers import generated_documents, write_shards
 from train_fixtures import build_base, write_tokenizer
@@ -104,12 +106,24 @@ def test_plausible_loss_passes():
 
 
 def test_checkpoint_that_does_not_load_fails_naming_the_file(tmp_path):
+    """The child's load check (nanochat_core's load_problem), as the run worker turns it into the check."""
     folder = write_chat_checkpoint(tmp_path, source="base")
-    assert checkpoint_loads_check("checkpoint_loads", folder, 7).passed
+    assert load_problem(folder, 7) is None
     model = folder / "model_000007.pt"
     model.write_bytes(model.read_bytes()[:1000])  # cut short: a disk that filled up mid-copy
-    check = checkpoint_loads_check("checkpoint_loads", folder, 7)
-    assert not check.passed and check.description.startswith(f"{model} (step 7) does not load: ")
+    problem = load_problem(folder, 7)
+    assert problem.startswith(f"{model} (step 7) does not load: ")
+    reported = dg.MaterializeResult(check_results=[
+        dg.AssetCheckResult(check_name="checkpoint_loads", passed=False, metadata={"outcome": problem})])
+    check = reported_loads_check(reported, "checkpoint_loads")
+    assert not check.passed and check.description == problem
+
+
+def test_a_load_check_the_child_did_not_report_fails():
+    reported = dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name="sft_checkpoint_loads", passed=True)])
+    check = reported_loads_check(reported, "checkpoint_loads")  # another asset's name: not this check
+    assert not check.passed and check.description == "the training child reported no checkpoint_loads check"
+    assert not reported_loads_check(dg.MaterializeResult(), "checkpoint_loads").passed
 
 
 def sft_from(base_folder, sft_folder, base_tag, base_step):

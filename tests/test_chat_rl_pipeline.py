@@ -60,23 +60,32 @@ def write_rl_checkpoint(folder, rewards, step=2):
                          {"step": step, "model_config": config.__dict__, "rl_history": history})
 
 
+def reported(metadata: dict, ckpt_dir, step=2) -> dg.MaterializeResult:
+    """What rl_model's child reports: its metadata and its load check (nanochat_core's load_problem)."""
+    problem = ckpt.load_problem(ckpt_dir, step)
+    return dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
+        check_name="rl_checkpoint_loads", passed=problem is None, metadata={"outcome": problem or "loaded"})])
+
+
 def test_rl_checks_fail_on_bad_runs(tmp_path):
     good = {"final_loss": dg.MetadataValue.float(-0.01)}
     write_rl_checkpoint(tmp_path / "ok", [0.25, 0.5])
-    assert all(c.passed for c in rl_model_checks(good, tmp_path / "ok", 2))
+    assert all(c.passed for c in rl_model_checks(reported(good, tmp_path / "ok"), tmp_path / "ok", 2))
 
-    nan_loss = {c.check_name: c.passed for c in rl_model_checks({"final_loss": float("nan")}, tmp_path / "ok", 2)}
+    nan_loss = {c.check_name: c.passed for c in rl_model_checks(reported({"final_loss": float("nan")}, tmp_path / "ok"),
+                                                                 tmp_path / "ok", 2)}
     assert nan_loss == {"rl_finite_loss": False, "rl_checkpoint_loads": True, "rl_reward_not_nan": True}
 
     write_rl_checkpoint(tmp_path / "nan", [0.25, float("nan")])
-    reward = {c.check_name: c for c in rl_model_checks(good, tmp_path / "nan", 2)}["rl_reward_not_nan"]
-    assert not reward.passed and "mean reward at step 1: nan" in reward.description
+    reward = {c.check_name: c for c in rl_model_checks(reported(good, tmp_path / "nan"), tmp_path / "nan", 2)}
+    assert not reward["rl_reward_not_nan"].passed
+    assert "mean reward at step 1: nan" in reward["rl_reward_not_nan"].description
 
     shutil.copytree(tmp_path / "ok", tmp_path / "broken")
     model_file = ckpt.model_path(tmp_path / "broken", 2)
     model_file.write_bytes(model_file.read_bytes()[:200])  # a truncated save
-    loads = {c.check_name: c for c in rl_model_checks(good, tmp_path / "broken", 2)}["rl_checkpoint_loads"]
-    assert not loads.passed and loads.description
+    loads = {c.check_name: c for c in rl_model_checks(reported(good, tmp_path / "broken"), tmp_path / "broken", 2)}
+    assert not loads["rl_checkpoint_loads"].passed and str(model_file) in loads["rl_checkpoint_loads"].description
 
 
 @pytest.mark.slow

@@ -1,6 +1,11 @@
 """A tiny cell through the real Pipes subprocess, unsynced detection, the schedule, blocking checks
 and bad input, on a real (temporary) Dagster instance."""
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import dagster as dg
 from dagster._core.definitions.data_version import StaleStatus
@@ -30,10 +35,31 @@ def status(defs, instance, asset, partition=None):
     return stale_resolver(defs.resolve_asset_graph(), instance).get_status(dg.AssetKey(asset), partition)
 
 
+MATERIALIZE_IN_A_FRESH_PROCESS = """
+import json, sys
+import dagster as dg
+sys.path.insert(0, {tests!r})
+from helpers import materialize, tiny_defs
+defs, _ = tiny_defs({preset!r})
+with dg.DagsterInstance.from_config({home!r}) as instance:
+    result = materialize(defs, instance, ["base_model"], {cell!r})
+print(json.dumps({{"success": result.success, "torch_imported": "torch" in sys.modules,
+                  "checks": {{e.check_name: [e.passed, e.description] for e in result.get_asset_check_evaluations()}}}}))
+"""
+
+
 def test_cell_trains_through_pipes_and_feeds_the_csv(tiny):
-    defs, preset, instance, _ = tiny
-    result = materialize(defs, instance, ["base_model"], CELL)
-    assert result.success
+    defs, preset, instance, tmp_path = tiny
+    # In a process of its own, as a queued run's worker: it must not import torch (~2 s of CPU per cell);
+    # the child does the checkpoint's load check and reports it over Pipes.
+    script = MATERIALIZE_IN_A_FRESH_PROCESS.format(tests=str(Path(__file__).parent), preset=str(preset.path),
+                                                   home=instance.root_directory, cell=CELL)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    outcome = json.loads(run.stdout.strip().splitlines()[-1])
+    assert (outcome["success"], outcome["torch_imported"]) == (True, False), outcome
+    assert {name: passed for name, (passed, _) in outcome["checks"].items()} == {
+        "finite_loss_and_val_bpb": True, "checkpoint_loads": True}, outcome
     mat = latest_materialization(instance, "base_model", CELL)
     meta = {k: v.value for k, v in mat.metadata.items()}
     assert math.isfinite(meta["val_bpb"]) and meta["val_bpb"] > 0
@@ -44,8 +70,7 @@ def test_cell_trains_through_pipes_and_feeds_the_csv(tiny):
     model_file = ckpt / f"model_{meta['num_iterations']:06d}.pt"
     # the data version is the checkpoint's content hash, reported by the child over Pipes
     assert mat.tags["dagster/data_version"] == files_sha256([model_file])
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"finite_loss_and_val_bpb": True, "checkpoint_loads": True}
+    assert outcome["checks"]["checkpoint_loads"][1] == f"loaded {model_file}"  # the child read it back
 
     assert materialize(defs, instance, ["scaling_results"]).success
     rows = read_scaling_csv(results_csv(preset))

@@ -6,43 +6,24 @@
 
 Every file is written under a temporary name and renamed; the meta file is written last, so a
 checkpoint counts as complete only once its meta exists (an interrupted save is ignored).
-The root is a parameter so SFT (chatsft_checkpoints) reuses the same code.
+The root is a parameter so SFT (chatsft_checkpoints) reuses the same code. Paths, the last step and
+the meta are in checkpoint_layout.py (no torch).
 """
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from nanochat_core.common import settings
 from nanochat_core.common.atomic import save_torch_atomic, write_json_atomic
+# The torch-free half (paths, the last step, the meta), here too so that loaders need one module.
+from nanochat_core.model.checkpoint_layout import (checkpoint_dir, find_largest_model_tag, find_last_step,  # noqa: F401
+                                                   load_meta, meta_path, model_path, optim_path, update_meta)
 
 # nanochat leaves the first steps (compilation, warm-up) out of the "total training time" a
 # checkpoint's meta records; the report card needs the same count to turn that time into a rate.
 UNTIMED_STEPS = 10
-
-_META_RE = re.compile(r"^meta_(\d{6,})\.json$")
-_DEPTH_TAG_RE = re.compile(r"^d(\d+)$")
-
-
-def model_path(ckpt_dir: Path, step: int) -> Path:
-    return Path(ckpt_dir) / f"model_{step:06d}.pt"
-
-
-def optim_path(ckpt_dir: Path, step: int, rank: int) -> Path:
-    return Path(ckpt_dir) / f"optim_{step:06d}_rank{rank}.pt"
-
-
-def meta_path(ckpt_dir: Path, step: int) -> Path:
-    return Path(ckpt_dir) / f"meta_{step:06d}.json"
-
-
-def checkpoint_dir(model_tag: str, root: Path | None = None) -> Path:
-    """<root>/<tag>, root defaulting to $NANOCHAT_BASE_DIR/base_checkpoints."""
-    return Path(root if root is not None else settings.base_checkpoints_dir()) / model_tag
 
 
 def save_checkpoint(ckpt_dir: Path, step: int, model_state: dict | None, optim_state: dict | None,
@@ -60,29 +41,6 @@ def save_checkpoint(ckpt_dir: Path, step: int, model_state: dict | None, optim_s
         write_json_atomic(meta_path(ckpt_dir, step), meta)
 
 
-def find_last_step(ckpt_dir: Path) -> int:
-    """The largest step with a complete checkpoint (its meta file exists)."""
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        raise FileNotFoundError(f"no checkpoint folder {ckpt_dir} (train a model first: base_train)")
-    steps = [int(m.group(1)) for f in ckpt_dir.iterdir() if (m := _META_RE.match(f.name))]
-    if not steps:
-        raise FileNotFoundError(f"no complete checkpoint (meta_*.json) in {ckpt_dir}")
-    return max(steps)
-
-
-def find_largest_model_tag(checkpoints_dir: Path | None = None) -> str:
-    """The tag of the deepest model (`d<N>` with the largest N); otherwise the newest folder."""
-    root = Path(checkpoints_dir if checkpoints_dir is not None else settings.base_checkpoints_dir())
-    tags = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
-    if not tags:
-        raise FileNotFoundError(f"no checkpoints in {root} (train a model first: base_train)")
-    depth_tags = [(int(m.group(1)), d.name) for d in tags if (m := _DEPTH_TAG_RE.match(d.name))]
-    if depth_tags:
-        return max(depth_tags)[1]
-    return max(tags, key=lambda d: d.stat().st_mtime).name
-
-
 def check_shapes(state: dict, model_config: dict, path: Path) -> None:
     """Compare a state dict with the model its meta describes (a meta-device model: no memory);
     the error names the file and the key."""
@@ -91,20 +49,6 @@ def check_shapes(state: dict, model_config: dict, path: Path) -> None:
     with torch.device("meta"):
         expected = GPT(GPTConfig(**model_config))
     check_state_dict(expected, state, strict=True, source=str(path))
-
-
-def load_meta(ckpt_dir: Path, step: int) -> dict:
-    path = meta_path(ckpt_dir, step)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at step {step}: {path} is missing")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def update_meta(meta_file: Path, **fields) -> None:
-    """Add fields (an evaluation's score) to a checkpoint's meta json, rewritten atomically."""
-    meta = json.loads(Path(meta_file).read_text(encoding="utf-8"))
-    meta.update(fields)
-    write_json_atomic(meta_file, meta)
 
 
 def load_checkpoint(ckpt_dir: Path, step: int | None = None, device="cpu", load_optimizer: bool = False,
@@ -141,6 +85,15 @@ def build_model(model_state: dict, meta: dict, device) -> torch.nn.Module:
     # No init_weights: the strict load overwrites every parameter and refills the rotary buffers.
     model.load_state_dict(model_state, strict=True)
     return model
+
+
+def load_problem(ckpt_dir: Path, step: int) -> str | None:
+    """Why the checkpoint at `step` does not load into a model, or None when it does."""
+    try:
+        build_model(*load_checkpoint(ckpt_dir, step)[::2], device="cpu")
+        return None
+    except Exception as e:  # any failure to load is the answer
+        return f"{model_path(ckpt_dir, step)} (step {step}) does not load: {type(e).__name__}: {e}"
 
 
 def load_model(model_tag: str | None = None, step: int | None = None, device="cpu",

@@ -14,7 +14,7 @@ import dagster as dg
 from nanochat_core.common import settings
 from nanochat_core.synthetic.generate import default_output
 from nanochat_core.common.file_hash import files_sha256
-from nanochat_pipeline.checks import BASE_MODEL_CHECKS, SFT_MODEL_CHECKS, built_on_base_check, checkpoint_loads_check
+from nanochat_pipeline.checks import BASE_MODEL_CHECKS, SFT_MODEL_CHECKS, built_on_base_check, reported_loads_check
 from nanochat_pipeline.children import SFT_CHILD_MODULE
 from nanochat_pipeline.instance.home import TRAINING_POOL
 from nanochat_pipeline.launch.training_run import launch_training_child
@@ -105,7 +105,7 @@ def build_chat_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, 
              "--sft-json", json.dumps(flags)], child_env(preset))
         return dg.MaterializeResult(metadata=dict(result.metadata or {}) | settings_metadata(flags),
                                     data_version=result.data_version,
-                                    check_results=[checkpoint_loads_check("sft_checkpoint_loads", ckpt_dir, step),
+                                    check_results=[reported_loads_check(result, "sft_checkpoint_loads"),
                                                    built_on_base_check(ckpt_dir, step, base_dir, cell.model_tag)])
 
     return [synthetic_conversations, sft_model]

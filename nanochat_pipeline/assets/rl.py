@@ -66,6 +66,6 @@ def build_rl_assets(preset: Preset, partitions: dg.MultiPartitionsDefinition, sf
             ["--model-tag", cell.model_tag, "--task-data", str(task_data_dir(preset)), "--rl-json", json.dumps(flags)], child_env(preset))
         return dg.MaterializeResult(metadata=dict(result.metadata or {}) | settings_metadata(flags),
                                     data_version=result.data_version,
-                                    check_results=rl_model_checks(dict(result.metadata or {}), ckpt_dir, step))
+                                    check_results=rl_model_checks(result, ckpt_dir, step))
 
     return [rl_model]

@@ -72,14 +72,13 @@ def build_training_assets(preset: Preset, partitions: dg.MultiPartitionsDefiniti
         require_files("base_model", [settings.base_data_dir(root) / "manifest.json"], "shuffled_shards")
         require_checks_passed("base_model", context.instance, TOKENIZER_CHECKS)
         ckpt_dir = settings.base_checkpoints_dir(root) / cell.model_tag
-        result, step = launch_training_child(
+        result, _ = launch_training_child(
             context, pipes_subprocess_client, preset, TRAIN_CHILD_MODULE, ckpt_dir, f"training {cell.model_tag}",
             cell_child_args(preset, cell, config), cell_env(preset, context.instance))
         return dg.MaterializeResult(metadata=dict(result.metadata or {})
                                     | settings_metadata(train_overrides(preset, config)),
                                     data_version=result.data_version,
                                     check_results=base_model_checks(
-                                        dict(result.metadata or {}), ckpt_dir, step,
-                                        uniform_guess_bpb(settings.tokenizer_dir(root), settings.base_data_dir(root))))
+                                        result, uniform_guess_bpb(settings.tokenizer_dir(root), settings.base_data_dir(root))))
 
     return [base_model]

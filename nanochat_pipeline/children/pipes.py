@@ -32,24 +32,25 @@ def child_parser(module: str, description: str, flags: list[tuple[str, dict]], j
     return p
 
 
-def child_main(argv: list[str] | None, parser: argparse.ArgumentParser, asset: str, curve_name: str,
-               start: Callable[[argparse.Namespace], Callable], metadata_of: Callable) -> int:
+def child_main(argv: list[str] | None, parser: argparse.ArgumentParser, asset: str, loads_check: str,
+               curve_name: str, start: Callable[[argparse.Namespace], Callable], metadata_of: Callable) -> int:
     """A child's `main`: its flags, then start(cli) -> train(on_metrics) (the core's flags are built and
     checked there, before Pipes opens), then report_training for `asset`'s cell --model-tag, with
     metadata_of(cli, summary, meta, model_file) -> Dagster metadata."""
     cli = parser.parse_args(argv)
     train = start(cli)
-    return report_training(asset, cli.model_tag, cli.resume_from_step, train, curve_name,
+    return report_training(asset, loads_check, cli.model_tag, cli.resume_from_step, train, curve_name,
                            lambda summary, meta, model_file: metadata_of(cli, summary, meta, model_file))
 
 
-def report_training(asset: str, model_tag: str, resume_from_step: int, train: Callable, curve_name: str,
-                    metadata_of: Callable[[dict, dict, Path], dict]) -> int:
+def report_training(asset: str, loads_check: str, model_tag: str, resume_from_step: int, train: Callable,
+                    curve_name: str, metadata_of: Callable[[dict, dict, Path], dict]) -> int:
     """Run train(on_metrics) -> summary under Pipes for `asset`'s cell `model_tag`; return the exit status.
 
     metadata_of(summary, meta, model_file) -> Dagster metadata, to which the loss curve is added (drawn
     to <report dir>/<tag>/<curve_name>); rank 0 keeps its latest step, loss and rate in the cell's
-    progress file for the main job's progress bar."""
+    progress file for the main job's progress bar. The asset's check `loads_check` (the saved checkpoint
+    loads into a model) is done here, where torch is already imported: the run worker needs no torch."""
     from dagster_pipes import open_dagster_pipes
 
     from nanochat_core.common import settings
@@ -90,6 +91,9 @@ def report_training(asset: str, model_tag: str, resume_from_step: int, train: Ca
         metadata = metadata_of(summary, meta, model_file) | {"loss_curve": curve_metadata(curve)}
         if pipes is not None:
             pipes.report_asset_materialization(metadata=metadata, data_version=files_sha256([model_file]))
+            problem = ckpt.load_problem(ckpt_dir, summary["step"])  # read back from disk, as a user would
+            pipes.report_asset_check(loads_check, passed=problem is None,
+                                     metadata={"outcome": problem or f"loaded {model_file}"})
         log(f"trained {model_tag}: val_bpb {summary.get('val_bpb')}, checkpoint {model_file}")
     return 0
 

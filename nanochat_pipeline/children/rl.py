@@ -52,7 +52,7 @@ def start_rl(cli) -> functools.partial:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return child_main(argv, build_parser(), "rl_model", RL_LOSS_CURVE_NAME, start_rl,
+    return child_main(argv, build_parser(), "rl_model", "rl_checkpoint_loads", RL_LOSS_CURVE_NAME, start_rl,
                       lambda cli, summary, meta, model_file: rl_metadata(summary, model_file))
 
 

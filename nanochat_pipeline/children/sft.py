@@ -53,7 +53,7 @@ def start_sft(cli) -> functools.partial:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return child_main(argv, build_parser(), "sft_model", SFT_LOSS_CURVE_NAME, start_sft,
+    return child_main(argv, build_parser(), "sft_model", "sft_checkpoint_loads", SFT_LOSS_CURVE_NAME, start_sft,
                       lambda cli, summary, meta, model_file: sft_metadata(summary, model_file))
 
 

@@ -57,7 +57,7 @@ def start_base(cli) -> functools.partial:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return child_main(argv, build_parser(), "base_model", LOSS_CURVE_NAME, start_base, cell_metadata)
+    return child_main(argv, build_parser(), "base_model", "checkpoint_loads", LOSS_CURVE_NAME, start_base, cell_metadata)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from nanochat_pipeline.pictures import markdown_image
 
 def resumable_step(ckpt_dir: Path) -> int:
     """The step of an interrupted run's checkpoint (step < its horizon), or -1 to train afresh."""
-    from nanochat_core.model import checkpoint as ckpt
+    from nanochat_core.model import checkpoint_layout as ckpt
 
     try:
         step = ckpt.find_last_step(ckpt_dir)
@@ -29,7 +29,8 @@ def resumable_step(ckpt_dir: Path) -> int:
 def launch_training_child(context, client: dg.PipesSubprocessClient, preset, module: str, ckpt_dir: Path,
                           what: str, args: list[str], env: dict) -> tuple[dg.MaterializeResult, int]:
     """Launch a training child through Pipes (resuming an interrupted run's checkpoint); return the
-    materialization it reported and the step of its last checkpoint. `what` names the run in messages."""
+    materialization it reported (with the checks it reported) and the step of its last checkpoint. `what`
+    names the run in messages. No torch here: a queued cell's run worker would pay ~2 s of CPU to import it."""
     resume = resumable_step(ckpt_dir)
     if resume >= 0:
         context.log.info(f"{what}: an interrupted run left a checkpoint at step {resume}; resuming from it")
@@ -40,7 +41,7 @@ def launch_training_child(context, client: dg.PipesSubprocessClient, preset, mod
         raise dg.Failure(
             f"{what} failed ({e}). If it was cancelled, its checkpoint is kept and the next materialization of "
             "this cell resumes from it; otherwise see this step's stderr for the child's error.") from e
-    from nanochat_core.model import checkpoint as ckpt  # torch: not at definitions load
+    from nanochat_core.model import checkpoint_layout as ckpt
 
     return inline_loss_curve(invocation.get_materialize_result()), ckpt.find_last_step(ckpt_dir)
 
@@ -51,4 +52,4 @@ def inline_loss_curve(result: dg.MaterializeResult) -> dg.MaterializeResult:
     curve = metadata.get("loss_curve")
     if curve is not None:
         metadata["loss_curve"] = dg.MetadataValue.md(markdown_image(Path(getattr(curve, "value", curve)), "loss curve"))
-    return dg.MaterializeResult(metadata=metadata, data_version=result.data_version)
+    return dg.MaterializeResult(metadata=metadata, data_version=result.data_version, check_results=result.check_results)
