@@ -2,7 +2,6 @@
 message naming the file and the value, and passes on a good one."""
 import json
 import math
-from dataclasses import asdict
 
 import dagster as dg
 import pyarrow as pa

@@ -4,7 +4,6 @@ logits, summed over the scored targets, divided by ln 2 and by the UTF-8 bytes o
 tiktoken spells them (not token_bytes.pt); special tokens and ignored targets (-1) count for nothing.
 Also split over two gloo ranks, unevenly: the sums are reduced, not the per-rank ratios."""
 import math
-import os
 from dataclasses import asdict
 
 import pytest

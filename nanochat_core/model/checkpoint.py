@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from nanochat_core.common import settings
 from nanochat_core.common.atomic import save_torch_atomic, write_json_atomic
 # The torch-free half (paths, the last step, the meta), here too so that loaders need one module.
 from nanochat_core.model.checkpoint_layout import (checkpoint_dir, find_largest_model_tag, find_last_step,  # noqa: F401

@@ -4,7 +4,7 @@ line; they meet at pod 0's name through a c10d rendezvous, and pod 0 holds globa
 numbers nodes by their sorted --local-addr), so the asset reads Pipes messages from pod 0's log only."""
 from __future__ import annotations
 
-from nanochat_pipeline.launch.k8s_pod import CONTAINER, cell_pod_spec, env_list, k8s_name
+from nanochat_pipeline.launch.k8s_pod import cell_pod_spec, env_list, k8s_name
 from nanochat_pipeline.presets.launch_table import LaunchSpec
 from nanochat_pipeline.launch.torchrun import RDZV_PORT, multinode_command
 
