@@ -17,9 +17,8 @@ from nanochat_pipeline.children.progress import ProgressWriter, progress_file
 from nanochat_pipeline.cli.progress import ProgressWatcher, read_progress
 from nanochat_pipeline.cli.run_records import scaling_verdict
 from nanochat_pipeline.cli.terminal import Terminal, key_metric
-from nanochat_pipeline.instance.home import available_cores
 from helpers import wait_until
-from main_job_runs import TINY_ASSETS as ASSETS, grid_runs, overlapped, processes_of, run_main_job
+from main_job_runs import TINY_ASSETS as ASSETS, processes_of, run_main_job
 
 
 def test_key_metric_names_the_number_that_matters():
@@ -230,9 +229,13 @@ def test_main_job_output_interrupt_resume_and_up_to_date(tiny_main_job):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # 4.4 min on idle cores (README); the run itself may take up to 1800 s
-def test_demo_from_nothing_prints_under_80_lines(tmp_path):
-    """The issue's promise to a new user: `python -m nanochat_pipeline run` on the shipped demo, stdout a pipe."""
+@pytest.mark.timeout(1800)  # 4.7 min on one idle core; the run itself may take up to 1800 s
+def test_demo_from_nothing_prints_under_80_lines(tmp_path, monkeypatch):
+    """The issue's promise to a new user: `python -m nanochat_pipeline run` on the shipped demo, stdout a pipe.
+    Its cells one after another on one thread (NANOCHAT_TRAINING_SLOTS=1): side by side through the queue
+    cost the suite ~95 s more CPU for the daemon, its code server and a run worker per cell, and that path
+    has its own end-to-end test (test_main_job_side_by_side.py: the grid, Ctrl-C, resume, SFT and evaluation)."""
+    monkeypatch.setenv("NANOCHAT_TRAINING_SLOTS", "1")
     code, out = run_main_job("demo", tmp_path / "base", timeout=1800)
     assert code == 0, out
     assert len(out.splitlines()) < 80, out
@@ -244,10 +247,6 @@ def test_demo_from_nothing_prints_under_80_lines(tmp_path):
     cells = len(grid_partitions(demo).get_partition_keys())  # one summary row for the grid (each cell has its lines)
     assert rows[("base_model", None)][1:4] == [str(cells), "cells", "done"]
     assert ("eval_report", demo.chat_cells[0]) in rows
-    # each cell a queued run of the grid job; with two cores or more, two of them trained at once
-    records = grid_runs(tmp_path / "base" / "pipeline" / "dagster_home")
-    assert [r.dagster_run.status for r in records] == [dg.DagsterRunStatus.SUCCESS] * cells
-    if available_cores() >= 2:
-        assert overlapped(records), [(r.start_time, r.end_time) for r in records]
-    # the daemon and its code server stop with the job (the code server a moment after the daemon)
+    assert "scaling: credible law: N_opt ~ C^" in out, out  # the grid was chosen so that it finds one
+    assert all(f"base_model[{key}]: done in " in out for key in grid_partitions(demo).get_partition_keys()), out
     assert wait_until(lambda: not processes_of(tmp_path / "base"), 30, "no process of the demo left", poll=0.5)
