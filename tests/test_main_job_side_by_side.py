@@ -1,6 +1,7 @@
 """Grid cells side by side: the training pool's default limit (cores and cell width), the threads each
 cell gets, and the main job training two cells at once as queued runs that its own daemon starts, Ctrl-C
 there (each cell keeps a checkpoint, no process is left) and the rerun that resumes both."""
+import math
 import os
 import signal
 
@@ -110,3 +111,30 @@ def test_two_cells_train_at_once_stop_on_ctrl_c_and_resume(tmp_path, monkeypatch
             logs = " ".join(e.message or "" for e in instance.all_logs(record.dagster_run.run_id))
             assert "resuming" in logs and "from its checkpoint at step" in logs, record.dagster_run.tags
     assert wait_until(lambda: not processes_of(base), 30, "no process left after the resumed run", poll=0.5)
+
+
+def test_the_queue_starts_the_largest_budget_first_and_within_it_the_most_steps():
+    """Longest first, so that short cells fill the slots at the end. Checked against nanochat's sizing of
+    each of the demo's cells (its FLOPs and its number of steps), not against the key's fields."""
+    from nanochat_core.model.sizing import plan_training
+    from nanochat_pipeline.cli.queued_cells import longest_first
+    from nanochat_pipeline.partitions import cell_from_key, grid_partitions
+
+    demo = load_preset("demo")
+    partitions = grid_partitions(demo)
+    keys = partitions.get_partition_keys()
+
+    def plan(key: str):
+        cell = cell_from_key(partitions, key)
+        t = demo.train
+        return plan_training(cell.depth, demo.tokenizer["vocab_size"], t["max_seq_len"], t["aspect_ratio"],
+                             t["head_dim"], t["window_pattern"], target_flops=cell.target_flops,
+                             total_batch_size=t["total_batch_size"])
+
+    budgets = [float(f) for f in demo.flops_keys]  # whole steps miss a budget by up to ~2%: the nearest one
+    cost = {k: (min(budgets, key=lambda b: abs(math.log(plan(k).total_flops / b))), plan(k).num_iterations)
+            for k in keys}
+    ordered = longest_first(partitions, list(reversed(keys)))
+    assert sorted(ordered) == sorted(keys)
+    assert [cost[k] for k in ordered] == sorted(cost.values(), reverse=True), [(k, cost[k]) for k in ordered]
+    assert ordered[:2] == ["d1|2.5e11", "d2|2.5e11"] and ordered[-1] == "d4|2.5e10"

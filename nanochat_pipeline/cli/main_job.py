@@ -24,7 +24,8 @@ from nanochat_pipeline.children.progress import progress_file
 from nanochat_pipeline.cli.progress import ProgressWatcher
 from nanochat_pipeline.cli.failure_line import run_failure_line
 from nanochat_pipeline.cli.grid_cost import REFUSED, confirmed, grid_cost
-from nanochat_pipeline.cli.queued_cells import POLL_EVERY, STOP_WAIT_S, Daemon, Follower, queue_is_usable, submit_cells
+from nanochat_pipeline.cli.queued_cells import (POLL_EVERY, STOP_WAIT_S, Daemon, Follower, longest_first,
+                                                queue_is_usable, submit_cells)
 from nanochat_pipeline.cli.run_records import (materialization_metadata, run_warnings, run_was_interrupted,
                                                scaling_verdict, was_interrupted)
 from nanochat_pipeline.instance.home import pool_limit
@@ -167,7 +168,8 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
                 codes.append(code)
 
         try:
-            runs.update(submit_cells(instance, WORKSPACE_YAML, GRID_JOB, partitions, cells, run_tags))
+            runs.update(submit_cells(instance, WORKSPACE_YAML, GRID_JOB, partitions, longest_first(partitions, cells),
+                                     run_tags))
             while len(follower.ended) < len(runs):
                 follow()
                 if not daemon.alive():
