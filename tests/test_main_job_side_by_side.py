@@ -1,6 +1,7 @@
 """Grid cells side by side: the training pool's default limit (cores and cell width), the threads each
 cell gets, and the main job training two cells at once as queued runs that its own daemon starts, Ctrl-C
 there (each cell keeps a checkpoint, no process is left) and the rerun that resumes both."""
+import json
 import math
 import os
 import signal
@@ -69,26 +70,57 @@ def test_a_cells_environment_needs_no_network_probe(monkeypatch):
         assert cell_env(demo, instance) == {"NANOCHAT_BASE_DIR": str(demo.root), "OMP_NUM_THREADS": "1"}
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_two_cells_train_at_once_stop_on_ctrl_c_and_resume(tmp_path, monkeypatch):
-    monkeypatch.setenv("NANOCHAT_TRAINING_SLOTS", "2")  # whatever this machine's cores (main_job_env keeps it)
-    # ~500 and ~600 steps: seconds to interrupt both in (at ~250, a cell launched ~3 s before the other had
-    # reached its last step when the other began: seen in CI, where it then trained afresh on resume)
-    preset = write_tiny_preset(tmp_path, flops=("2e10", "2.4e10"),
-                               extra_sections=TINY_CHAT)
-    base = tmp_path / "base"
-    root, dagster_home = base / "pipeline" / "tiny", base / "pipeline" / "dagster_home"
+def mid_training(path) -> bool | None:
+    """True while a cell's progress file says it is well inside its steps, False once it is near or at its
+    end, None before its first step."""
+    try:
+        p = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return p["step"] < 0.8 * p["total"]
+
+
+def ctrl_c_mid_training(tmp_path, attempt: int):
+    """Start the two-cell grid and Ctrl-C its process group while both cells are inside their steps.
+    Returns (job, output, root, base, preset), or None when the test saw a cell near its end before it saw both
+    training: the window was missed (once, in a suite run, this process was not scheduled for the ~18 s of
+    both cells' training while six Chromiums rendered pages beside it), not a product failure."""
+    # ~500 and ~600 steps (a cell launched ~3 s before the other once reached its last step before the
+    # other began, in CI: then it trained afresh on resume, by design)
+    folder = tmp_path / f"attempt{attempt}"
+    folder.mkdir()
+    preset = write_tiny_preset(folder, flops=("2e10", "2.4e10"), extra_sections=TINY_CHAT)
+    base = folder / "base"
+    root = base / "pipeline" / "tiny"
     progress = [progress_file(root, "base_model", tag) for tag in ("d1_2e10", "d1_2.4e10")]
     job = start_main_job(preset, base)
     try:
-        wait_until(lambda: all(p.exists() for p in progress) or job.poll() is not None, 600, "both cells training")
-        assert job.poll() is None, job.communicate()[0]
+        def window():
+            if job.poll() is not None:
+                return "ended"
+            states = [mid_training(p) for p in progress]
+            return "late" if False in states else "both training" if all(states) else None
+
+        if wait_until(window, 600, "both cells training", poll=0.1) != "both training":
+            out, _ = job.communicate(timeout=600)  # too late for this grid: let it finish, then try again
+            assert job.returncode == 0, out
+            return None
         os.killpg(job.pid, signal.SIGINT)  # Ctrl-C on a terminal
         out, _ = job.communicate(timeout=300)
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
+    return job, out, root, base, preset
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_two_cells_train_at_once_stop_on_ctrl_c_and_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("NANOCHAT_TRAINING_SLOTS", "2")  # whatever this machine's cores (main_job_env keeps it)
+    interrupted_run = ctrl_c_mid_training(tmp_path, 1) or ctrl_c_mid_training(tmp_path, 2)
+    assert interrupted_run, "twice the test did not see both cells training before one was near its end"
+    job, out, root, base, preset = interrupted_run
+    dagster_home = base / "pipeline" / "dagster_home"
     assert job.returncode == 130, out
     assert "base_model[d1|2e10]: interrupted" in out and "base_model[d1|2.4e10]: interrupted" in out, out
     assert "the 2 cells in progress saved checkpoints" in out, out
