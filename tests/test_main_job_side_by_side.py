@@ -96,8 +96,8 @@ def ctrl_c_mid_training(tmp_path, attempt: int):
     Returns (job, output, root, base, preset), or None when this test was too late: it saw a cell near its
     end before it saw both training, or its Ctrl-C went out after both cells had taken their last step.
     Twice in suite runs the job finished everything after a Ctrl-C that this test sent only once both
-    cells had finished (the job exited 0; this process had not run for ~20 s while six Chromiums rendered
-    pages beside it). A Ctrl-C sent while a cell still trains must interrupt: that is asserted."""
+    cells had finished (the job exited 0; this process had not run for ~20 s, the first time while six
+    Chromiums rendered pages beside it). A Ctrl-C sent while a cell still trains must interrupt: that is asserted."""
     # ~500 and ~600 steps (a cell launched ~3 s before the other once reached its last step before the
     # other began, in CI: then it trained afresh on resume, by design)
     folder = tmp_path / f"attempt{attempt}"
