@@ -91,6 +91,12 @@ def last_step_at(path) -> float:
     return p["started"] + p["elapsed"]
 
 
+def signal_dispositions(pid: int) -> str:
+    """The process's blocked, ignored and caught signal masks (for a failure message)."""
+    status = open(f"/proc/{pid}/status").read().splitlines()
+    return " ".join(line.replace("\t", "") for line in status if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
 def ctrl_c_mid_training(tmp_path, attempt: int):
     """Start the two-cell grid and Ctrl-C its process group while both cells are inside their steps.
     Returns (job, output, root, base, preset), or None when this test was too late: it saw a cell near its
@@ -118,6 +124,7 @@ def ctrl_c_mid_training(tmp_path, attempt: int):
             out, _ = job.communicate(timeout=600)  # too late for this grid: let it finish, then try again
             assert job.returncode == 0, out
             return None
+        dispositions = signal_dispositions(job.pid)
         sent = time.time()
         os.killpg(job.pid, signal.SIGINT)  # Ctrl-C on a terminal
         out, _ = job.communicate(timeout=300)
@@ -127,7 +134,8 @@ def ctrl_c_mid_training(tmp_path, attempt: int):
     finished = [last_step_at(p) for p in progress if not mid_training(p)]
     if job.returncode == 0 and len(finished) == 2 and max(finished) < sent:
         return None  # both cells had trained to the end before the signal left: too late, not ignored
-    timing = f"Ctrl-C at {sent:.1f}; the cells' last progress at {[round(last_step_at(p), 1) for p in progress]}"
+    timing = (f"Ctrl-C at {sent:.1f}; the cells' last progress at {[round(last_step_at(p), 1) for p in progress]}; "
+              f"the job's signal masks then: {dispositions}; this process's SIGINT handler: {signal.getsignal(signal.SIGINT)}")
     return job, out + timing, root, base, preset
 
 
