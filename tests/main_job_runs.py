@@ -38,11 +38,14 @@ def main_job_env(base: Path, dagster_home: Path | None = None) -> dict:
     return env
 
 
-def start_main_job(preset, base: Path, dagster_home: Path | None = None) -> subprocess.Popen:
-    """The main job in a session of its own (so a test can Ctrl-C its whole process group), output merged."""
+def start_main_job(preset, base: Path, dagster_home: Path | None = None,
+                   sigint_ignored: bool = False) -> subprocess.Popen:
+    """The main job in a session of its own (so a test can Ctrl-C its whole process group), output merged.
+    sigint_ignored: started with SIGINT ignored, as `nohup ... &` from a script (or a CI runner) starts it."""
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.Popen([sys.executable, "-m", "nanochat_pipeline", "run", "--preset", str(preset)],
                             env=main_job_env(base, dagster_home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=ignore)
 
 
 def run_main_job(preset, base: Path, dagster_home: Path | None = None, timeout: float = 900) -> tuple[int, str]:

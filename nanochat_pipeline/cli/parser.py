@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nanochat_pipeline: error: {e}", file=sys.stderr)
         return 2
     os.environ[PRESET_ENV] = name  # definitions read the preset from here, as `dagster dev` does
+    # Ctrl-C (and `kill -INT`) stop the job cleanly even where it started with SIGINT ignored, as a shell
+    # without job control starts `... &` and as nohup'ed or CI-launched parents pass it on: Python then
+    # keeps the signal ignored, and the cells it queued would train on after a Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from nanochat_pipeline.instance.home import ensure_training_pool, prepare_dagster_home
     from nanochat_pipeline.instance.storage import InstanceConfigError
     from nanochat_pipeline.cli.slots import preset_default_slots
