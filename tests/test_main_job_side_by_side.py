@@ -99,8 +99,8 @@ def signal_dispositions(pid: int) -> str:
 
 def ctrl_c_mid_training(tmp_path, attempt: int):
     """Start the two-cell grid with SIGINT ignored (as `nohup ... &` from a script, or a CI runner, starts it:
-    in three suite runs launched that way the job sailed through a Ctrl-C sent 5-11 s before the cells' last
-    steps and finished everything) and Ctrl-C its process group while both cells are inside their steps.
+    in three suite runs launched that way the job sailed through the Ctrl-C and finished everything; two
+    of them measured it: sent 7-11 s before the cells' last steps) and Ctrl-C its process group while both cells are inside their steps.
     Returns (job, output, root, base, preset), or None when this test was too late: it saw a cell near its end
     before it saw both training, or its Ctrl-C went out after both cells had taken their last step (the cells
     take seconds). A Ctrl-C sent while a cell still trains must interrupt: that is asserted."""

@@ -59,8 +59,8 @@ def dagster_dev(tmp_base_dir, tmp_path, monkeypatch):
         wait_for_http(f"http://127.0.0.1:{port}/server_info", proc, timeout=300, log=log_path)
         yield port, home, log_path
     finally:
-        # our own process group only. Idle, `dg dev` stops in ~2 s; after the six pages, the webserver once
-        # sat out the whole grace (30 s of the suite) waiting on connections: nothing is checked after this
+        # our own process group only. Idle, `dg dev` stops in ~2 s; after the six pages its webserver once sat
+        # out the whole 30 s grace (its log ends at the daemon's shutdown): nothing is checked after this
         stop_process_group(proc, grace=5)
         log.close()
 
