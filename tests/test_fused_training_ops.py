@@ -28,24 +28,20 @@ def grads(fn, *tensors):
 
 @pytest.mark.parametrize("n, d, vocab, padded", [(300, 16, 200, 256), (64, 8, 4096, 4096)])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-# 15 (nanochat's) takes the log-sum-exp without a row maximum; 100 with one: there logits near the cap
-# would overflow exp() in fp32 (e^100 > 3.4e38)
-@pytest.mark.parametrize("softcap", [15.0, 100.0])
-def test_softcap_loss_equals_plain_head_with_ignored_targets(n, d, vocab, padded, reduction, softcap):
+def test_softcap_loss_equals_plain_head_with_ignored_targets(n, d, vocab, padded, reduction):
     torch.manual_seed(0)
     h = torch.randn(n, d, requires_grad=True)
-    w = (torch.randn(padded, d) * softcap / 7.5).requires_grad_()  # large logits: the softcap matters
+    w = (torch.randn(padded, d) * 2).requires_grad_()  # large logits: the softcap matters
     t = torch.randint(0, vocab, (n,))
     t[::7] = -1
-    ref, (rh, rw) = grads(lambda: plain_head(h, w, t, vocab, softcap, reduction), h, w)
+    ref, (rh, rw) = grads(lambda: plain_head(h, w, t, vocab, 15.0, reduction), h, w)
     # 3 chunks or more, so the chunk loop and its row offsets are exercised
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("nanochat_core.model.softcap_loss.CHUNK_ELEMENTS", vocab * (n // 3))
-        got, (gh, gw) = grads(lambda: softcap_cross_entropy(h, w, t, vocab, softcap, reduction), h, w)
+        got, (gh, gw) = grads(lambda: softcap_cross_entropy(h, w, t, vocab, 15.0, reduction), h, w)
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
-    # summed gradients at the larger cap reach ~100: float rounding is relative to that, not to 1
-    torch.testing.assert_close(gh, rh, rtol=1e-4, atol=1e-6 * max(1.0, rh.abs().max().item()))
-    torch.testing.assert_close(gw, rw, rtol=1e-4, atol=1e-6 * max(1.0, rw.abs().max().item()))
+    torch.testing.assert_close(gh, rh, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(gw, rw, rtol=1e-4, atol=1e-6)
     assert gw[vocab:].abs().sum() == 0  # padding rows never get a gradient
     assert gh[::7].abs().sum() == 0  # ignored rows neither
 
