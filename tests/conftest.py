@@ -29,19 +29,8 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
-# ---- running on several workers (pytest-xdist, `-n auto --dist loadgroup` in addopts) ----
-@pytest.hookimpl(tryfirst=True)
-def pytest_xdist_auto_num_workers(config):
-    """`-n auto`: one worker more than the cores this process may use. The end-to-end tests spend a sixth of
-    their time waiting (child processes starting, Dagster's daemon and queue polling, Chromium pages, a
-    Postgres server): a suite measured at 83% of two cores busy with two workers. PYTEST_XDIST_AUTO_NUM_WORKERS
-    still decides when set (xdist's own hook reads it)."""
-    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return None
-    return len(os.sched_getaffinity(0)) + 1
-
-
-# Each worker is a process of its own: workers that each train with two torch threads on this 2-core
+# ---- running on several workers (pytest-xdist, `-n 2 --dist loadgroup` in addopts) ----
+# Each worker is a process of its own: two workers that each train with two torch threads on this 2-core
 # machine would wait on each other. One intra-op thread per worker (and for the children the tests start):
 # every model in the suite is tiny, and no test checks a thread count it did not set itself.
 if os.environ.get("PYTEST_XDIST_WORKER"):
