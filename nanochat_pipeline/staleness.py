@@ -88,9 +88,11 @@ def check_message(evaluation) -> str:
     return ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in evaluation.metadata.items()) or "(no details)"
 
 
-def run_reason(asset_graph, instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None) -> str | None:
-    """Why `key` (`partition`) needs a run, or None when it is up to date and its checks passed."""
-    resolver = stale_resolver(asset_graph, instance)
+def run_reason(asset_graph, instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None,
+               resolver: CachingStaleStatusResolver | None = None) -> str | None:
+    """Why `key` (`partition`) needs a run, or None when it is up to date and its checks passed.
+    `resolver`: one shared by several questions asked while nothing was materialized (it caches what it read)."""
+    resolver = resolver or stale_resolver(asset_graph, instance)
     status = resolver.get_status(key, partition)
     if status == StaleStatus.MISSING:
         return NEVER_MATERIALIZED

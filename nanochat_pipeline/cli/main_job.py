@@ -29,7 +29,8 @@ from nanochat_pipeline.cli.queued_cells import (POLL_EVERY, STOP_WAIT_S, Daemon,
 from nanochat_pipeline.cli.run_records import (materialization_metadata, run_warnings, run_was_interrupted,
                                                scaling_verdict, was_interrupted)
 from nanochat_pipeline.instance.home import pool_limit
-from nanochat_pipeline.staleness import NEVER_MATERIALIZED, failed_blocking_check, latest_metadata, run_reason
+from nanochat_pipeline.staleness import (NEVER_MATERIALIZED, failed_blocking_check, latest_metadata, run_reason,
+                                         stale_resolver)
 from nanochat_pipeline.cli.terminal import Terminal, key_metric
 
 TRAINING_ASSETS = ("base_model", "sft_model")  # their children write a progress file
@@ -70,12 +71,25 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
     run_tags = {"nanochat/main_job": preset.name}
     daemon: Daemon | None = None  # the queue's daemon while cells train side by side
 
+    # The instance's answers since the last materialization: only a materialization changes them, and a
+    # no-op run asks ~50 questions (each grid cell twice) that share the same upstream records.
+    answers: dict[tuple[str, str | None], str | None] = {}
+    resolver = None
+
+    def instance_changed() -> None:
+        nonlocal resolver
+        answers.clear()
+        resolver = None
+
     def why_run(asset: str, partition: str | None = None) -> str | None:
         """None when up to date; else why (never materialized, unsynced, its last blocking check
-        failed, files gone). Asked afresh each time: earlier steps change the answer."""
+        failed, files gone). Earlier steps change the answer: materializations clear what was read."""
+        nonlocal resolver
+        if (asset, partition) not in answers:
+            resolver = resolver or stale_resolver(graph, instance)
+            answers[asset, partition] = run_reason(graph, instance, dg.AssetKey(asset), partition, resolver)
         missing = [str(p) for p in artifact_paths(preset, asset, partition) if not p.exists()]
-        return run_reason(graph, instance, dg.AssetKey(asset), partition) or (
-            f"missing on disk: {', '.join(missing)}" if missing else None)
+        return answers[asset, partition] or (f"missing on disk: {', '.join(missing)}" if missing else None)
 
     def materialize(asset: str, partition: str | None = None) -> int:
         label = asset + (f"[{partition}]" if partition else "")
@@ -86,8 +100,11 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
         # a training cell (its progress follows) and a reason to re-run are shown at once
         since = terminal.started(start_label(label, reason), at_once=asset in TRAINING_ASSETS or reason != NEVER_MATERIALIZED)
         with progress_of(asset, partition, label):
-            result = dg.materialize(assets, selection=[asset], partition_key=partition, instance=instance,
-                                    resources=defs.resources, raise_on_error=False, tags=run_tags)
+            try:
+                result = dg.materialize(assets, selection=[asset], partition_key=partition, instance=instance,
+                                        resources=defs.resources, raise_on_error=False, tags=run_tags)
+            finally:
+                instance_changed()
         outcome = "interrupted" if was_interrupted(result) else "done" if result.success else "FAILED"
         return report(asset, partition, result.run_id, outcome, since,
                       materialization_metadata(result, asset) if result.success else {})
@@ -167,6 +184,7 @@ def run_main_job(defs: dg.Definitions, preset, instance: dg.DagsterInstance, ter
                     follower.cancel(only_queued=True)
                 codes.append(code)
 
+        instance_changed()  # from here the queue's runs write to the instance
         try:
             runs.update(submit_cells(instance, WORKSPACE_YAML, GRID_JOB, partitions, longest_first(partitions, cells),
                                      run_tags))
