@@ -93,7 +93,8 @@ def test_probe_of_a_host_that_never_answers_is_bounded(silent_server, bundle_ser
     assert elapsed < 3.5  # the budget for all of them together: two silent hosts probed one after the other take 6 s
     assert held  # the silent server did accept: the probe waited on an open connection, not a refused one
     assert not found[f"{silent}/eval_bundle.zip"].answered
-    assert found[f"{silent}/eval_bundle.zip"].detail == "no answer within 3 s"
+    # the budget ran out, or (when this process was not scheduled in time) httpx's own 3 s timeout said so first
+    assert found[f"{silent}/eval_bundle.zip"].detail in ("no answer within 3 s", "ReadTimeout: timed out")
     assert found[answering].answered and found[answering].detail.startswith("HTTP 200")
     refused = found["http://127.0.0.1:1/"]
     assert not refused.answered  # refused (ConnectError), or on a very busy machine not even that in time
