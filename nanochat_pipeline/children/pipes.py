@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from nanochat_pipeline.children.progress import ProgressWriter, progress_file
-from nanochat_pipeline.pictures import loss_curve_png
+from nanochat_pipeline.pictures import save_curve_points
 
 EXIT_INTERRUPTED = 130  # the run was cancelled: a checkpoint was saved, nothing is materialized
 
@@ -47,8 +47,8 @@ def report_training(asset: str, loads_check: str, model_tag: str, resume_from_st
                     curve_name: str, metadata_of: Callable[[dict, dict, Path], dict]) -> int:
     """Run train(on_metrics) -> summary under Pipes for `asset`'s cell `model_tag`; return the exit status.
 
-    metadata_of(summary, meta, model_file) -> Dagster metadata, to which the loss curve is added (drawn
-    to <report dir>/<tag>/<curve_name>); rank 0 keeps its latest step, loss and rate in the cell's
+    metadata_of(summary, meta, model_file) -> Dagster metadata, to which the loss curve is added (its
+    points saved beside <report dir>/<tag>/<curve_name>, which the asset draws); rank 0 keeps its latest step, loss and rate in the cell's
     progress file for the main job's progress bar. The asset's check `loads_check` (the saved checkpoint
     loads into a model) is done here, where torch is already imported: the run worker needs no torch."""
     from dagster_pipes import open_dagster_pipes
@@ -87,7 +87,7 @@ def report_training(asset: str, loads_check: str, model_tag: str, resume_from_st
         ckpt_dir = Path(summary["checkpoint_dir"])
         model_file = ckpt.model_path(ckpt_dir, summary["step"])
         meta = ckpt.load_meta(ckpt_dir, summary["step"])
-        curve = loss_curve_png(steps, losses, settings.report_dir() / model_tag / curve_name, model_tag)
+        curve = save_curve_points(steps, losses, settings.report_dir() / model_tag / curve_name, model_tag)
         metadata = metadata_of(summary, meta, model_file) | {"loss_curve": curve_metadata(curve)}
         if pipes is not None:
             pipes.report_asset_materialization(metadata=metadata, data_version=files_sha256([model_file]))
@@ -99,8 +99,8 @@ def report_training(asset: str, loads_check: str, model_tag: str, resume_from_st
 
 
 def curve_metadata(curve: Path) -> dict:
-    """The curve's path; the asset inlines the picture (see training.inline_loss_curve): a Pipes message
-    holding the base64 image was once read half-written by the parent's reader thread."""
+    """The curve's path; the asset draws it there and inlines it (see training_run.inline_loss_curve): a
+    Pipes message holding the base64 image was once read half-written by the parent's reader thread."""
     return {"raw_value": str(curve), "type": "path"}
 
 

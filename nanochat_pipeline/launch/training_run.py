@@ -9,7 +9,7 @@ import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError  # not exported at top level in 1.13
 
 from nanochat_pipeline.launch.runner import launch_child
-from nanochat_pipeline.pictures import markdown_image
+from nanochat_pipeline.pictures import draw_saved_curve, markdown_image
 
 
 def resumable_step(ckpt_dir: Path) -> int:
@@ -47,9 +47,11 @@ def launch_training_child(context, client: dg.PipesSubprocessClient, preset, mod
 
 
 def inline_loss_curve(result: dg.MaterializeResult) -> dg.MaterializeResult:
-    """The child reports its loss curve as a path (small Pipes messages); the UI shows it inline."""
+    """The child reports its loss curve as a path (small Pipes messages) where it saved the points; the
+    picture is drawn there and the UI shows it inline."""
     metadata = dict(result.metadata or {})
     curve = metadata.get("loss_curve")
     if curve is not None:
-        metadata["loss_curve"] = dg.MetadataValue.md(markdown_image(Path(getattr(curve, "value", curve)), "loss curve"))
+        picture = draw_saved_curve(Path(getattr(curve, "value", curve)))
+        metadata["loss_curve"] = dg.MetadataValue.md(markdown_image(picture, "loss curve"))
     return dg.MaterializeResult(metadata=metadata, data_version=result.data_version, check_results=result.check_results)
