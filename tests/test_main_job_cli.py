@@ -79,6 +79,20 @@ def test_main_job_never_trains_on_a_failed_tokenizer(tiny_main_job, tmp_path):
     assert materializations(home, "base_model") == 1 and materializations(home, "tokenizer") == 3
 
 
+def test_a_tokenizer_remade_in_the_run_makes_the_cell_unsynced_in_that_run(tiny_main_job, tmp_path):
+    """The job reads the cells' state before the data assets run (whether to start the queue) and again
+    when it reaches the grid: a tokenizer re-made in between (another vocabulary, its files deleted) must
+    show there, not the "up to date" of the first reading."""
+    base = tiny_main_job.copy_base(tmp_path / "base")
+    other = write_tiny_preset(tiny_main_job.preset.parent, vocab_size=352, flops=("4e9",), extra_sections=TINY_CHAT)
+    for f in (base / "pipeline" / "tiny" / "tokenizer").iterdir():
+        f.unlink()
+    code, out = run_main_job(other, base)
+    assert code == 0, out
+    assert f"  base_model[{CELL}] (unsynced: " in out and f"  base_model[{CELL}]: done" in out, out
+    assert materializations(base / "pipeline" / "dagster_home", "base_model") == 2  # the history's, and this one
+
+
 def test_diverging_preset_exits_non_zero_naming_cell_and_check(tmp_path):
     base = tmp_path / "base"
     preset = write_tiny_preset(tmp_path, name="diverging", flops=("3e8",), extra_train=DIVERGING,  # ~7 steps

@@ -12,6 +12,7 @@ from nanochat_core.common import settings
 from nanochat_core.common.atomic import write_json_atomic
 
 _META_RE = re.compile(r"^meta_(\d{6,})\.json$")
+_CHECKPOINT_FILE_RE = re.compile(r"^(model_\d{6,}\.pt|optim_\d{6,}_rank\d+\.pt)$")
 _DEPTH_TAG_RE = re.compile(r"^d(\d+)$")
 
 
@@ -41,6 +42,21 @@ def find_last_step(ckpt_dir: Path) -> int:
     if not steps:
         raise FileNotFoundError(f"no complete checkpoint (meta_*.json) in {ckpt_dir}")
     return max(steps)
+
+
+def remove_checkpoints(ckpt_dir: Path) -> int:
+    """Delete every checkpoint (meta, model, optimizer shards) in `ckpt_dir`, metas first so that no
+    half-removed step still counts as complete; other files stay. Returns how many steps there were."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return 0
+    metas = [f for f in ckpt_dir.iterdir() if _META_RE.match(f.name)]
+    for f in metas:
+        f.unlink()
+    for f in ckpt_dir.iterdir():
+        if _CHECKPOINT_FILE_RE.match(f.name):
+            f.unlink()
+    return len(metas)
 
 
 def find_largest_model_tag(checkpoints_dir: Path | None = None) -> str:

@@ -31,9 +31,15 @@ def launch_training_child(context, client: dg.PipesSubprocessClient, preset, mod
     """Launch a training child through Pipes (resuming an interrupted run's checkpoint); return the
     materialization it reported (with the checks it reported) and the step of its last checkpoint. `what`
     names the run in messages. No torch here: a queued cell's run worker would pay ~2 s of CPU to import it."""
+    from nanochat_core.model import checkpoint_layout as ckpt
+
     resume = resumable_step(ckpt_dir)
     if resume >= 0:
         context.log.info(f"{what}: an interrupted run left a checkpoint at step {resume}; resuming from it")
+    elif removed := ckpt.remove_checkpoints(ckpt_dir):
+        # Downstream reads the folder's last step: an earlier run's checkpoints at later steps than this
+        # run will reach (another tokenizer gives another parameter count, hence fewer steps) would win.
+        context.log.info(f"{what}: trains afresh; removed the {removed} checkpoint(s) of its earlier run in {ckpt_dir}")
     try:  # where the child runs (this machine, a pod, several pods) is the preset's [launch] table
         invocation = launch_child(context, client, preset, module, ckpt_dir.name,  # the folder is the model tag
                                   args + ["--resume-from-step", str(resume)], env)
@@ -41,8 +47,6 @@ def launch_training_child(context, client: dg.PipesSubprocessClient, preset, mod
         raise dg.Failure(
             f"{what} failed ({e}). If it was cancelled, its checkpoint is kept and the next materialization of "
             "this cell resumes from it; otherwise see this step's stderr for the child's error.") from e
-    from nanochat_core.model import checkpoint_layout as ckpt
-
     return inline_loss_curve(invocation.get_materialize_result()), ckpt.find_last_step(ckpt_dir)
 
 
