@@ -171,7 +171,8 @@ def test_base_eval_bpb_and_samples(base, capsys):
 def test_compiled_run_saves_clean_keys(base, capsys):
     import torch
 
-    assert base_train.main(TINY_FLAGS + ["--depth", "1", "--num-iterations", "2", "--eval-every", "-1", "--compile", "1"]) == 0
+    flags = ["--depth", "1", "--num-iterations", "2", "--eval-every", "-1", "--compile", "1"]
+    assert base_train.main(TINY_FLAGS + flags) == 0
     assert "torch.compile: on (--compile 1)" in capsys.readouterr().out
     state = torch.load(base / "base_checkpoints" / "d1" / "model_000002.pt", weights_only=True)
     assert not [k for k in state if k.startswith("_orig_mod.")]

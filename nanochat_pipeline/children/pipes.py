@@ -48,8 +48,8 @@ def report_training(asset: str, loads_check: str, model_tag: str, resume_from_st
     """Run train(on_metrics) -> summary under Pipes for `asset`'s cell `model_tag`; return the exit status.
 
     metadata_of(summary, meta, model_file) -> Dagster metadata, to which the loss curve is added (its
-    points saved beside <report dir>/<tag>/<curve_name>, which the asset draws); rank 0 keeps its latest step, loss and rate in the cell's
-    progress file for the main job's progress bar. The asset's check `loads_check` (the saved checkpoint
+    points saved beside <report dir>/<tag>/<curve_name>, which the asset draws); rank 0 keeps its latest
+    step, loss and rate in the cell's progress file for the main job's progress bar. The asset's check `loads_check` (the saved checkpoint
     loads into a model) is done here, where torch is already imported: the run worker needs no torch."""
     from dagster_pipes import open_dagster_pipes
 
